@@ -106,14 +106,18 @@ def _fold(mapping, path, name):
     return folded
 
 
+def _not_a_table(value_path, table_path, name):
+    return AnsibleFilterError(
+        "%s: conflicting keys: '%s' is set to a non-table value, but '%s' needs it to be a table"
+        % (name, _dotted(value_path), _dotted(table_path)))
+
+
 def _insert(target, parts, value, path, name):
     """Place ``value`` at ``parts`` below ``target``; two spellings of one key are an error."""
     for index, part in enumerate(parts[:-1]):
         child = target.setdefault(part, {})
         if not isinstance(child, dict):
-            raise AnsibleFilterError(
-                "%s: conflicting keys: '%s' is set to a non-table value, but '%s' needs it to be a table"
-                % (name, _dotted(path + parts[:index + 1]), _dotted(path + parts)))
+            raise _not_a_table(path + parts[:index + 1], path + parts, name)
         target = child
     _join(target, parts[-1], value, path + parts[:-1], name)
 
@@ -127,6 +131,9 @@ def _join(target, key, value, path, name):
         for sub_key, sub_value in value.items():
             _join(existing, sub_key, sub_value, path + (key,), name)
         return
+    table = existing if isinstance(existing, dict) else value
+    if isinstance(table, dict) and table:
+        raise _not_a_table(path + (key,), path + (key, next(iter(table))), name)
     raise AnsibleFilterError(
         "%s: conflicting keys: '%s' is set more than once (nested and dotted spellings of the same key)"
         % (name, _dotted(path + (key,))))
