@@ -1,0 +1,122 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) tidbops maintainers
+# Apache License 2.0 (see LICENSE)
+
+# This module_utils is PRIVATE and must only be used by this collection.
+# It may change at any time, without notice.
+
+"""Masking of secrets in sink URIs, nested data and free text.
+
+TiCDC echoes S3 keys in clear text inside ``sink_uri`` (components.md 3.4), so every value a
+module returns, diffs or prints goes through these helpers first.
+"""
+
+from __future__ import annotations
+
+import re
+
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
+
+MASK = '********'
+
+# Query parameters of sink URIs (S3, GCS, Azure, Kafka, MySQL) that carry credentials.
+SECRET_QUERY_KEYS = frozenset((
+    'access-key', 'secret-access-key', 'session-token', 'sasl-password', 'password',
+    'sasl-oauth-client-secret', 'account-key', 'sas-token', 'secret-key', 'token',
+))
+
+# Dict keys whose values are secrets, compared after lowercasing and dropping '-' and '_'.
+_SECRET_KEY_PATTERN = re.compile(r'(secret|password|passwd|accesskey|token|credential|accountkey|saskey|privatekey)')
+
+
+def _is_secret_key(name):
+    return bool(_SECRET_KEY_PATTERN.search(str(name).lower().replace('-', '').replace('_', '')))
+
+
+def mask_uri(uri):
+    """Return ``uri`` with its userinfo password and credential query values replaced by MASK.
+
+    Anything that does not parse as a URI with a scheme is returned unchanged.
+    """
+    if not isinstance(uri, str) or '://' not in uri:
+        return uri
+    try:
+        parts = urlsplit(uri)
+        netloc = parts.netloc
+        if '@' in netloc:
+            userinfo, hostport = netloc.rsplit('@', 1)
+            if ':' in userinfo:
+                userinfo = userinfo.split(':', 1)[0] + ':' + MASK
+            netloc = userinfo + '@' + hostport
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+    except ValueError:
+        return MASK
+    if netloc == parts.netloc and not any(key.lower() in SECRET_QUERY_KEYS for key, _value in pairs):
+        return uri
+    query = '&'.join(
+        '%s=%s' % (quote(key, safe=''), MASK if key.lower() in SECRET_QUERY_KEYS else quote(value, safe='/:,'))
+        for key, value in pairs
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def secret_values(uri):
+    """Return the raw secret strings inside a URI (password, credential query values)."""
+    found = []
+    if not isinstance(uri, str) or '://' not in uri:
+        return found
+    try:
+        parts = urlsplit(uri)
+        if parts.password:
+            found.append(parts.password)
+        found.extend(value for key, value in parse_qsl(parts.query, keep_blank_values=True) if key.lower() in SECRET_QUERY_KEYS)
+    except ValueError:
+        pass
+    return [value for value in found if value]
+
+
+def mask_data(data):
+    """Return a deep copy of ``data`` with secret-named keys masked and URIs masked."""
+    if isinstance(data, dict):
+        return dict(
+            (key, MASK if _is_secret_key(key) and value not in (None, '') else mask_data(value))
+            for key, value in data.items()
+        )
+    if isinstance(data, (list, tuple)):
+        return [mask_data(item) for item in data]
+    if isinstance(data, str):
+        return mask_uri(data)
+    return data
+
+
+class Redactor:
+    """Remove known secret strings from free text (error messages, server replies)."""
+
+    def __init__(self, secrets=()):
+        # Longest first, so a secret that contains another is removed whole.
+        self._secrets = sorted(set(s for s in secrets if s), key=len, reverse=True)
+
+    def add(self, *secrets):
+        self._secrets = sorted(set(self._secrets).union(s for s in secrets if s), key=len, reverse=True)
+
+    def text(self, text):
+        if not isinstance(text, str):
+            return text
+        for secret in self._secrets:
+            text = text.replace(secret, MASK)
+            encoded = quote(secret, safe='')
+            if encoded != secret:
+                text = text.replace(encoded, MASK)
+        return mask_uri(text) if ' ' not in text else text
+
+    def data(self, data):
+        """Mask ``data`` (see mask_data) and remove known secrets from every string in it."""
+        data = mask_data(data)
+        return self._scrub(data)
+
+    def _scrub(self, data):
+        if isinstance(data, dict):
+            return dict((key, self._scrub(value)) for key, value in data.items())
+        if isinstance(data, list):
+            return [self._scrub(item) for item in data]
+        return self.text(data)

@@ -1,0 +1,132 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) tidbops maintainers
+# Apache License 2.0 (see LICENSE)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: pd_replication_config
+short_description: Ensure keys of PD's replication config, such as placement rules
+version_added: 1.0.0
+description:
+  - Reads C(/pd/api/v1/config/replicate) from PD, compares the keys given in O(settings), and POSTs only
+    the keys that differ. After a POST it reads the config again until the new values are visible.
+  - PD answers booleans as strings (C("true")) and expects strings for them on POST; the module converts
+    YAML booleans accordingly and compares values in their text form, so V(true), C("true") and C("True") are equal.
+  - Numbers (C(max-replicas)) are sent as numbers, lists (C(location-labels)) as comma-joined strings.
+  - A key PD does not report is an error, listed with the keys PD knows, before anything is changed.
+  - Connection errors and HTTP 5xx answers are retried until O(timeout).
+author:
+  - tidbops maintainers
+extends_documentation_fragment:
+  - tidbops.cluster.attributes
+  - tidbops.cluster.attributes.ACTIONGROUP
+  - tidbops.cluster.connection
+attributes:
+  check_mode:
+    support: full
+    details: Reads the config and reports the change it would make without POSTing.
+  diff_mode:
+    support: full
+    details: Shows the managed keys before and after.
+  idempotent:
+    support: full
+options:
+  pd_endpoint:
+    description: URL of one PD, like C(http://pd0:2379).
+    type: str
+    required: true
+  settings:
+    description:
+      - Keys of the replication config and their desired values, for example C(enable-placement-rules) and C(max-replicas).
+      - Only these keys are compared and changed.
+    type: dict
+    required: true
+  timeout:
+    description: Seconds the module may take, retries and read-back included.
+    type: float
+    default: 60
+seealso:
+  - module: tidbops.cluster.component_ready
+'''
+
+EXAMPLES = r'''
+- name: Enable placement rules before the first TiFlash starts
+  tidbops.cluster.pd_replication_config:
+    pd_endpoint: http://pd0:2379
+    settings:
+      enable-placement-rules: true
+
+- name: Three replicas, spread over zones and hosts
+  tidbops.cluster.pd_replication_config:
+    pd_endpoint: http://pd0:2379
+    settings:
+      max-replicas: 3
+      location-labels: [zone, host]
+'''
+
+RETURN = r'''
+config:
+  description: The replication config as PD reports it after the run (before it, in check mode).
+  returned: success
+  type: dict
+  sample: {"max-replicas": 3, "location-labels": "", "enable-placement-rules": "true"}
+changes:
+  description: The keys that differed, with the value PD had and the value sent (or that would be sent).
+  returned: success
+  type: dict
+  sample: {"enable-placement-rules": {"before": "false", "after": "true"}}
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.tidbops.cluster.plugins.module_utils._http import CONNECTION_ARGSPEC, HttpClient, make_transport, validate_url
+from ansible_collections.tidbops.cluster.plugins.module_utils._pd import PdError, ReplicationConfig, differences
+from ansible_collections.tidbops.cluster.plugins.module_utils._waiter import Deadline
+
+POLL_INTERVAL = 0.2
+
+
+def main():
+    argument_spec = dict(
+        pd_endpoint=dict(type='str', required=True),
+        settings=dict(type='dict', required=True),
+        timeout=dict(type='float', default=60),
+    )
+    argument_spec.update(CONNECTION_ARGSPEC)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    params = module.params
+
+    error = validate_url(params['pd_endpoint'], 'pd_endpoint', params.get('kube_proxy'))
+    if error:
+        module.fail_json(msg='pd_replication_config: ' + error)
+    if not params['settings']:
+        module.fail_json(msg='pd_replication_config: settings: expected at least one key')
+
+    deadline = Deadline(params['timeout'], POLL_INTERVAL)
+    pd = ReplicationConfig(HttpClient(make_transport(module)), params['pd_endpoint'], deadline)
+    try:
+        current = pd.get()
+        changes = differences(current, params['settings'])
+        if changes and not module.check_mode:
+            pd.post(dict((key, new) for key, (_old, new) in changes.items()))
+            current = pd.wait_visible(changes)
+    except PdError as exc:
+        module.fail_json(msg='pd_replication_config: %s' % exc)
+
+    result = dict(
+        changed=bool(changes),
+        config=current,
+        changes=dict((key, dict(before=old, after=new)) for key, (old, new) in changes.items()),
+    )
+    if module._diff:
+        result['diff'] = dict(
+            before=dict((key, old) for key, (old, _new) in changes.items()),
+            after=dict((key, new) for key, (_old, new) in changes.items()),
+        )
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,30 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) tidbops maintainers
+# Apache License 2.0 (see LICENSE)
+"""Shared fixtures for the unit tests: run a module's main() and read its JSON result."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ansible.module_utils.testing import patch_module_args
+
+
+@pytest.fixture
+def run_module(capsys):
+    """Run ``module.main()`` with ``args``; return the parsed result (``failed`` is set on fail_json).
+
+    The result is what Ansible would print, after its own no_log masking, so tests can check
+    that secrets do not leak.
+    """
+    def run(module, args, check_mode=False, diff=False):
+        args = dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff)
+        capsys.readouterr()
+        with patch_module_args(args):
+            with pytest.raises(SystemExit):
+                module.main()
+        out = capsys.readouterr().out
+        return json.loads(out)
+    return run
