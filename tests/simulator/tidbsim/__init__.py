@@ -1,0 +1,1 @@
+"""tidbsim: a protocol simulator of TiDB components for tests. Not TiDB."""

@@ -1,0 +1,500 @@
+"""cdc server: captures in PD's etcd with one owner, and the v2 changefeed API with its error contract.
+
+`--newarch` (or `-x`, `TICDC_NEWARCH=true`, `newarch = true` in --config) picks the new architecture;
+otherwise the classic (tiflow) flavour answers. Differences kept: "already exists" is 400 on the
+new one and 500 on classic; classic resume needs a JSON body; classic refuses a no-op update;
+classic answers 503 ErrServerIsNotReady early, the new one 500 "coordinator is not fully initialized".
+Changefeeds live in PD's etcd, so they survive TiCDC restarts.
+"""
+
+import copy
+import datetime
+import json
+import os
+import re
+import threading
+import time
+import tomllib
+import urllib.parse
+import uuid
+
+from . import common, s3check
+from .common import Flag, json_response
+from .etcd import Etcd
+
+FLAGS = [
+    Flag("pd", default="http://127.0.0.1:2379"),
+    Flag("addr", default="127.0.0.1:8300"),
+    Flag("advertise-addr", default=""),
+    Flag("newarch", "x", boolean=True, default=False),
+    Flag("data-dir", default=""),
+    Flag("config", default=""),
+    Flag("gc-ttl", default="86400"),
+    Flag("log-file", default=""),
+    Flag("log-level", default="info"),
+    Flag("tz", default="System"),
+    Flag("cluster-id", default="default"),
+]
+
+ID_RE = re.compile(r"^[a-zA-Z0-9]+(-[a-zA-Z0-9]+)*$")
+BAD_REQUEST = {"ErrAPIInvalidParam", "ErrSinkURIInvalid", "ErrStartTsBeforeGC", "ErrChangeFeedNotExists",
+               "ErrChangeFeedAlreadyExists", "ErrTargetTsBeforeStartTs", "ErrTableIneligible", "ErrFilterRuleInvalid",
+               "ErrChangefeedUpdateRefused", "ErrMySQLConnectionError", "ErrMySQLInvalidConfig", "ErrCaptureNotExist",
+               "ErrSchedulerRequestFailed", "ErrActiveActiveTSOIndexIncompatible"}
+SINK_SCHEMES = {"mysql", "mysql+ssl", "tidb", "tidb+ssl", "kafka", "kafka+ssl", "pulsar", "pulsar+ssl", "s3", "gcs", "gs",
+                "azure", "azblob", "file", "blackhole", "noop"}
+LISTED_STATES = ("normal", "stopped", "failed", "warning", "pending")
+# Durations are Go nanoseconds, as the real API returns them.
+DEFAULT_REPLICA_CONFIG = {
+    "memory_quota": 1073741824, "case_sensitive": False, "force_replicate": False, "ignore_ineligible_table": False,
+    "check_gc_safe_point": True, "enable_sync_point": False, "bdr_mode": False, "sync_point_interval": 600000000000,
+    "sync_point_retention": 86400000000000, "enable_table_monitor": False, "changefeed_error_stuck_duration": 1800000000000,
+    "sql_mode": "ONLY_FULL_GROUP_BY,STRICT_TRANS_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_AUTO_CREATE_USER,NO_ENGINE_SUBSTITUTION",
+    "filter": {"rules": ["*.*"], "ignore_txn_start_ts": None, "event_filters": None},
+    "mounter": {"worker_num": 16},
+    "sink": {"protocol": "", "csv": {"delimiter": ",", "quote": "\"", "null": "\\N", "include_commit_ts": False,
+                                     "binary_encoding_method": "base64", "output_old_value": False, "output_handle_key": False},
+             "encoder_concurrency": 32, "terminator": "\r\n", "date_separator": "day", "enable_partition_separator": True,
+             "file_index_width": 20, "enable_kafka_sink_v2": False, "only_output_updated_columns": False,
+             "delete_only_output_handle_key_columns": False, "content_compatible": False, "advance_timeout": 150,
+             "send_bootstrap_interval_in_sec": 120, "send_bootstrap_in_msg_count": 10000,
+             "send_bootstrap_to_all_partition": True, "debezium_disable_schema": False,
+             "open": {"output_old_value": True}, "debezium": {"output_old_value": True}},
+    "consistent": {"level": "none", "max_log_size": 64, "flush_interval": 2000, "meta_flush_interval": 200,
+                   "encoding_worker_num": 16, "flush_worker_num": 8, "storage": "", "use_file_backend": False,
+                   "memory_usage": {"memory_quota_percentage": 50}},
+    "scheduler": {"enable_table_across_nodes": False, "region_threshold": 100000, "write_key_threshold": 0},
+    "integrity": {"integrity_check_level": "none", "corruption_handle_level": "warn"},
+    "synced_status": {"synced_check_interval": 300, "checkpoint_interval": 15},
+}
+DATE_SEPARATORS = ("none", "year", "month", "day")
+STORAGE_PROTOCOLS = ("canal-json", "csv", "debezium")
+
+
+class ApiError(Exception):
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def deep_merge(base, override):
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def mask_sink_uri(uri):
+    """Like TiCDC's MaskSinkURI: the userinfo password and sasl-password only; S3 keys stay in clear."""
+    parts = urllib.parse.urlsplit(uri)
+    netloc, query = parts.netloc, parts.query
+    if ":" not in netloc.rpartition("@")[0] and "sasl-password" not in query:
+        return uri
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user, sep, _password = userinfo.partition(":")
+        netloc = f"{user}:xxxxx@{hostport}" if sep else netloc
+    pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+    if any(key == "sasl-password" for key, _ in pairs):
+        pairs = sorted((key, "xxxxx" if key == "sasl-password" else value) for key, value in pairs)
+        query = urllib.parse.urlencode(pairs, quote_via=urllib.parse.quote_plus)
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def tso_time(ts):
+    return datetime.datetime.fromtimestamp((ts >> 18) / 1000).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+class Capture:
+    def __init__(self, runtime, flags, newarch):
+        self.rt = runtime
+        self.newarch = newarch
+        self.id = str(uuid.uuid4())
+        self.address = flags["advertise-addr"] or flags["addr"]
+        self.cluster = flags["cluster-id"]
+        self.gc_ttl = int(flags["gc-ttl"])
+        self.etcd = Etcd(common.url_list(flags["pd"]))
+        self.prefix = f"/tidb/cdc/{self.cluster}/__cdc_meta__/"
+        self.feed_prefix = f"/tidb/cdc/{self.cluster}/default/changefeed/info/"
+        self.lease = None
+        self.registered_at = None
+        self.captures = []
+        self.owner_id = None
+        self.upstream_id = 0
+        self.ttl = max(1, int(common.env_float("CDC_SESSION_TTL", 10)))
+        self.init_delay = common.env_float("CDC_INIT_DELAY", 3.0)
+        self.lock = threading.Lock()
+
+    # ------------------------------------------------------------ session in PD
+
+    def _upstream_ready(self):
+        """TiCDC needs PD with a leader and at least one Up TiKV store."""
+        _status, data = common.first_answer("GET", self.etcd.pd_urls, "/pd/api/v1/stores", accept=lambda s: s == 200)
+        stores = json.loads(data)["stores"]
+        if not any(s["store"]["state_name"] == "Up" and not s["store"].get("labels") for s in stores):
+            raise OSError("no Up TiKV store in PD yet")
+        _status, data = common.first_answer("GET", self.etcd.pd_urls, "/pd/api/v1/members", accept=lambda s: s == 200)
+        self.upstream_id = json.loads(data)["header"]["cluster_id"]
+
+    def session(self):
+        if not self.rt.start_delay_passed() or self.rt.faults.never_ready:
+            return
+        if self.lease is None or not self.etcd.keepalive(self.lease):
+            self._upstream_ready()
+            self.lease = self.etcd.grant(self.ttl)
+            info = {"id": self.id, "address": self.address, "version": common.SIM_VERSION}
+            self.etcd.put(self.prefix + "capture/" + self.id, json.dumps(info), self.lease)
+            self.etcd.put(self.prefix + "owner/" + self.lease, self.id, self.lease)
+            if self.registered_at is None:
+                self.registered_at = time.monotonic()
+            self.rt.log(f"capture {self.id} registered at {self.address}")
+        captures = [json.loads(value) for _key, value, _rev in self.etcd.get_prefix(self.prefix + "capture/")]
+        owners = sorted(self.etcd.get_prefix(self.prefix + "owner/"), key=lambda kv: kv[2])
+        with self.lock:
+            self.captures = captures
+            self.owner_id = owners[0][1] if owners else None
+        if self.owner_id and any(c["id"] == self.id for c in captures):
+            self.rt.try_ready()
+
+    def owner(self):
+        with self.lock:
+            return next((c for c in self.captures if c["id"] == self.owner_id), None)
+
+    def is_owner(self):
+        return self.owner_id == self.id
+
+    def initialized(self):
+        return (self.is_owner() and self.registered_at is not None
+                and time.monotonic() - self.registered_at >= self.init_delay)
+
+    # ------------------------------------------------------------ errors
+
+    def error(self, code, message, status=None):
+        if status is None:
+            status = 400 if code in BAD_REQUEST and (self.newarch or code != "ErrChangeFeedAlreadyExists") else 500
+        return json_response({"error_msg": f"[CDC:{code}]{message}", "error_code": f"CDC:{code}"}, status)
+
+    def not_initialized(self):
+        if self.newarch:
+            return json_response({"error_msg": "coordinator is not fully initialized, wait a moment", "error_code": ""}, 500)
+        return self.error("ErrServerIsNotReady", "cdc server is not ready", 503)
+
+    # ------------------------------------------------------------ status, health, captures
+
+    def status(self, _request):
+        body = {"version": common.SIM_VERSION + "-tidbsim", "git_hash": common.GIT_HASH, "id": self.id,
+                "pid": os.getpid(), "is_owner": self.is_owner()}
+        if self.newarch:
+            body.update(cluster_id=self.cluster, liveness=0)
+        return json_response(body)
+
+    def health(self, _request):
+        if not self.initialized():
+            return self.error("ErrClusterIsUnhealthy", "TiCDC cluster is unhealthy", 500)
+        return json_response({})
+
+    def captures_api(self, _request):
+        with self.lock:
+            items = [{"id": c["id"], "is_owner": c["id"] == self.owner_id, "address": c["address"], "cluster_id": self.cluster}
+                     for c in self.captures]
+        return json_response({"total": len(items), "items": items})
+
+    # ------------------------------------------------------------ changefeed store (owner only)
+
+    def _load(self, feed_id):
+        for _key, value, _rev in self.etcd.get_prefix(self.feed_prefix + feed_id):
+            record = json.loads(value)
+            if record["id"] == feed_id:
+                return record
+        return None
+
+    def _save(self, record):
+        self.etcd.put(self.feed_prefix + record["id"], json.dumps(record))
+
+    def _view(self, record):
+        checkpoint = record["checkpoint_ts"]
+        if record["state"] in ("normal", "warning"):
+            checkpoint = max(record["start_ts"], common.tso(time.time() - 1))
+        info = {"upstream_id": self.upstream_id, "id": record["id"], "keyspace": "default",
+                "sink_uri": mask_sink_uri(record["sink_uri"]), "create_time": record["create_time"],
+                "start_ts": record["start_ts"], "target_ts": record["target_ts"],
+                "admin_job_type": {"normal": 0, "stopped": 1, "removed": 2}.get(record["state"], 0),
+                "config": record["config"], "state": record["state"], "creator_version": common.SIM_VERSION,
+                "resolved_ts": checkpoint, "checkpoint_ts": checkpoint, "checkpoint_time": tso_time(checkpoint),
+                "task_status": [], "maintainer_addr": self.address}
+        if not self.newarch:
+            info["namespace"] = info.pop("keyspace")
+        if record.get("error"):
+            info["error"] = record["error"]
+        return info
+
+    def _record(self, feed_id):
+        record = self._load(feed_id)
+        if record is None:
+            raise ApiError("ErrChangeFeedNotExists", f"changefeed not exists, keyspace: default, changefeed: {feed_id}")
+        return record
+
+    def _replica_config(self, body, uri):
+        given = body.get("replica_config")
+        if given is not None and not isinstance(given, dict):
+            raise ApiError("ErrAPIInvalidParam", "invalid api parameter: replica_config must be an object")
+        config = deep_merge(DEFAULT_REPLICA_CONFIG, given or {})
+        sink = config["sink"]
+        if sink.get("date_separator") not in DATE_SEPARATORS:
+            raise ApiError("ErrSinkURIInvalid", f"date separator in cloud storage sink is invalid: {sink.get('date_separator')!r}")
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(uri).query))
+        if query.get("protocol"):
+            if sink.get("protocol") and sink["protocol"] != query["protocol"] and not self.newarch:
+                raise ApiError("ErrSinkURIInvalid", f"protocol {query['protocol']} in sink uri is not compatible with"
+                                                    f" protocol {sink['protocol']} in changefeed config")
+            sink["protocol"] = sink.get("protocol") or query["protocol"]
+        return config
+
+    def _verify_sink(self, uri):
+        if not uri:
+            raise ApiError("ErrSinkURIInvalid", "sink uri is empty")
+        try:
+            parts = urllib.parse.urlsplit(uri)
+        except ValueError as exc:
+            raise ApiError("ErrSinkURIInvalid", f"sink uri invalid: {exc}") from None
+        if parts.scheme.lower() not in SINK_SCHEMES:
+            raise ApiError("ErrSinkURIInvalid", f"sink uri invalid '{mask_sink_uri(uri)}': the sink scheme ({parts.scheme}) is not supported")
+        if parts.scheme.lower() != "s3":
+            return
+        query = dict(urllib.parse.parse_qsl(parts.query))
+        protocol = query.get("protocol", "")
+        if protocol and protocol not in STORAGE_PROTOCOLS:
+            raise ApiError("ErrSinkURIInvalid", f"sink uri invalid '{mask_sink_uri(uri)}': protocol {protocol} is incompatible with cloud storage sink")
+        reason = s3check.bucket_error(query.get("endpoint"), parts.netloc, query.get("access-key"), query.get("secret-access-key"),
+                                      query.get("region") or "us-east-1", query.get("force-path-style", "true") != "false")
+        if reason:
+            raise ApiError("ErrSinkURIInvalid", f"sink uri invalid '{mask_sink_uri(uri)}': failed to access the bucket: {reason}")
+
+    def _body(self, request, required=True):
+        if not request.body:
+            if required:
+                raise ApiError("ErrAPIInvalidParam", "invalid api parameter: EOF")
+            return {}
+        try:
+            body = json.loads(request.body)
+        except ValueError as exc:
+            raise ApiError("ErrAPIInvalidParam", f"invalid api parameter: {exc}") from None
+        if not isinstance(body, dict):
+            raise ApiError("ErrAPIInvalidParam", "invalid api parameter: body must be a JSON object")
+        return body
+
+    # ------------------------------------------------------------ changefeed handlers
+
+    def create(self, request):
+        body = self._body(request)
+        feed_id = body.get("changefeed_id") or str(uuid.uuid4())
+        if not ID_RE.match(feed_id) or len(feed_id) > 128:
+            raise ApiError("ErrAPIInvalidParam", f"invalid changefeed_id: {feed_id}")
+        if not self.initialized():
+            return self.not_initialized()
+        if self._load(feed_id) is not None:
+            raise ApiError("ErrChangeFeedAlreadyExists", f"changefeed already exists, keyspace: default, changefeedID: {feed_id}")
+        uri = body.get("sink_uri") or ""
+        if not uri:
+            raise ApiError("ErrSinkURIInvalid", "sink uri is empty")
+        now_ts = common.tso()
+        start_ts = int(body.get("start_ts") or 0) or now_ts
+        target_ts = int(body.get("target_ts") or 0)
+        if start_ts < common.tso(time.time() - 600) and (body.get("replica_config") or {}).get("check_gc_safe_point", True):
+            raise ApiError("ErrStartTsBeforeGC", f"fail to create or maintain changefeed because start-ts {start_ts} is earlier than or equal to GC safepoint")
+        if target_ts and target_ts <= start_ts:
+            raise ApiError("ErrTargetTsBeforeStartTs", f"fail to create changefeed because target-ts {target_ts} is earlier than start-ts {start_ts}")
+        config = self._replica_config(body, uri)
+        self._verify_sink(uri)
+        record = {"id": feed_id, "sink_uri": uri, "start_ts": start_ts, "target_ts": target_ts, "config": config,
+                  "state": "normal", "checkpoint_ts": start_ts, "error": None,
+                  "create_time": datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]}
+        self._save(record)
+        self.rt.log(f"changefeed {feed_id} created")
+        return json_response(self._view(record))
+
+    def list(self, request):
+        if not self.initialized():
+            return self.not_initialized()
+        state = request.arg("state", "")
+        feeds = [json.loads(value) for _key, value, _rev in self.etcd.get_prefix(self.feed_prefix)]
+        if state != "all":
+            feeds = [f for f in feeds if f["state"] in ((state,) if state else LISTED_STATES)]
+        items = []
+        for record in feeds:
+            view = self._view(record)
+            items.append({"upstream_id": view["upstream_id"], "id": view["id"], "keyspace": "default", "state": view["state"],
+                          "checkpoint_tso": view["checkpoint_ts"], "checkpoint_time": view["checkpoint_time"],
+                          "error": record.get("error")})
+        return json_response({"total": len(items), "items": items})
+
+    def get(self, _request, feed_id):
+        if not self.initialized():
+            return self.not_initialized()
+        return json_response(self._view(self._record(feed_id)))
+
+    def feed_status(self, _request, feed_id):
+        if not self.initialized():
+            return self.not_initialized()
+        view = self._view(self._record(feed_id))
+        body = {"state": view["state"], "resolved_ts": view["resolved_ts"], "checkpoint_ts": view["checkpoint_ts"]}
+        if view.get("error"):
+            body["last_error"] = view["error"]
+        return json_response(body)
+
+    def update(self, request, feed_id):
+        if not self.initialized():
+            return self.not_initialized()
+        body = self._body(request)
+        record = self._record(feed_id)
+        if record["state"] not in ("stopped", "failed"):
+            raise ApiError("ErrChangefeedUpdateRefused", "can only update changefeed config when it is stopped or failed")
+        if int(body.get("start_ts") or 0):
+            raise ApiError("ErrAPIInvalidParam", "invalid api parameter: start_ts can not be updated")
+        new = dict(record)
+        if body.get("sink_uri"):
+            new["sink_uri"] = body["sink_uri"]
+        if body.get("target_ts"):
+            new["target_ts"] = int(body["target_ts"])
+            if new["target_ts"] <= new["start_ts"]:
+                raise ApiError("ErrTargetTsBeforeStartTs", f"target-ts {new['target_ts']} is earlier than start-ts {new['start_ts']}")
+        if "replica_config" in body and body["replica_config"] is not None:
+            new["config"] = self._replica_config(body, new["sink_uri"])
+        if not self.newarch and all(new[k] == record[k] for k in ("sink_uri", "target_ts", "config")):
+            raise ApiError("ErrChangefeedUpdateRefused", "changefeed config is the same with the old one, do nothing")
+        if new["sink_uri"] != record["sink_uri"]:
+            self._verify_sink(new["sink_uri"])
+        self._save(new)
+        self.rt.log(f"changefeed {feed_id} updated")
+        return json_response(self._view(new))
+
+    def pause(self, _request, feed_id):
+        if not self.initialized():
+            return self.not_initialized()
+        record = self._record(feed_id)
+        if record["state"] in ("normal", "warning", "pending"):
+            record["checkpoint_ts"] = self._view(record)["checkpoint_ts"]
+            record["state"] = "stopped"
+            self._save(record)
+        return json_response({})
+
+    def resume(self, request, feed_id):
+        if not self.initialized():
+            return self.not_initialized()
+        body = self._body(request, required=not self.newarch)
+        record = self._record(feed_id)
+        overwrite = int(body.get("overwrite_checkpoint_ts") or 0)
+        if overwrite:
+            if overwrite > common.tso():
+                raise ApiError("ErrAPIInvalidParam", f"invalid api parameter: overwrite_checkpoint_ts {overwrite} is larger than current tso")
+            record["checkpoint_ts"] = overwrite
+        if record["state"] in ("stopped", "failed", "finished"):
+            record["state"] = "normal"
+            record["error"] = None
+            record["start_ts"] = max(record["start_ts"], record["checkpoint_ts"]) if not overwrite else record["start_ts"]
+            self._save(record)
+        return json_response({})
+
+    def delete(self, _request, feed_id):
+        if not self.initialized():
+            return self.not_initialized()
+        if self._load(feed_id) is None:
+            return json_response(None if self.newarch else {})
+        self.etcd.delete(self.feed_prefix + feed_id)
+        self.rt.log(f"changefeed {feed_id} removed")
+        return json_response({})
+
+    def sim_fail(self, request, feed_id):
+        """Test hook: put a changefeed into `failed` (or another state) with an error."""
+        body = self._body(request, required=False)
+        record = self._record(feed_id)
+        record["checkpoint_ts"] = self._view(record)["checkpoint_ts"]
+        record["state"] = body.get("state", "failed")
+        record["error"] = {"time": datetime.datetime.now().isoformat(), "addr": self.address,
+                           "code": body.get("code", "CDC:ErrSnapshotLostByGC"), "message": body.get("message", "injected by tidbsim")}
+        self._save(record)
+        return json_response({})
+
+    # ------------------------------------------------------------ routing
+
+    def _changefeed(self, handler):
+        """Forward to the owner like the real coordinator; map ApiError to the error body."""
+        def wrapped(request, *groups):
+            owner = self.owner()
+            if owner is None or self.registered_at is None:
+                return self.not_initialized()
+            if owner["id"] != self.id and not request.headers.get("X-Tidbsim-Forwarded"):
+                try:
+                    return common.proxy(request, f"http://{owner['address']}")
+                except OSError:
+                    return self.not_initialized()
+            try:
+                return handler(request, *groups)
+            except ApiError as exc:
+                return self.error(exc.code, exc.message)
+            except OSError as exc:
+                return self.error("ErrPDEtcdAPIError", f"etcd api call error: {exc}", 500)
+        return wrapped
+
+    def build_router(self):
+        r = common.Router()
+        r.add("GET", "/status", self.status)
+        r.add("GET", "/api/v2/status", self.status)
+        r.add("GET", "/api/v2/captures", self.captures_api)
+        r.add("GET", "/api/v2/health", self._changefeed(self.health))
+        base = "/api/v2/changefeeds"
+        feed = base + r"/([^/]+)"
+        r.add("POST", base, self._changefeed(self.create))
+        r.add("GET", base, self._changefeed(self.list))
+        r.add("GET", feed, self._changefeed(self.get))
+        r.add("PUT", feed, self._changefeed(self.update))
+        r.add("DELETE", feed, self._changefeed(self.delete))
+        r.add("GET", feed + "/status", self._changefeed(self.feed_status))
+        r.add("POST", feed + "/pause", self._changefeed(self.pause))
+        r.add("POST", feed + "/resume", self._changefeed(self.resume))
+        r.add("POST", "/sim" + feed[len("/api/v2"):] + "/fail", self._changefeed(self.sim_fail))
+        classic_gate = r.dispatch
+
+        def dispatch(request):
+            # Classic TiCDC refuses /api/v2 (except status) until its server is up.
+            if not self.newarch and request.path.startswith("/api/v2/") and request.path != "/api/v2/status" \
+                    and self.registered_at is None:
+                return self.error("ErrServerIsNotReady", "cdc server is not ready", 503)
+            return classic_gate(request)
+        front = common.Router()
+        front.fallback = dispatch
+        return front
+
+
+def newarch_enabled(flags):
+    """Any of --newarch, TICDC_NEWARCH=true or top-level `newarch = true` in --config."""
+    if flags["newarch"] or os.environ.get("TICDC_NEWARCH", "").lower() == "true":
+        return True
+    if flags["config"]:
+        try:
+            with open(flags["config"], "rb") as handle:
+                config = tomllib.load(handle)
+        except OSError as exc:
+            raise common.UsageError(f"Error: open {flags['config']}: {exc.strerror}", 1) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise common.UsageError(f"Error: toml: {exc}", 1) from None
+        return config.get("newarch") is True
+    return False
+
+
+def main(argv):
+    if not argv or argv[0] != "server":
+        raise common.UsageError("Error: unknown command " + (repr(argv[0]) if argv else "''") + " for \"cdc\"\nRun 'cdc --help' for usage.", 1)
+    flags, _ = common.parse_flags(argv[1:], FLAGS, "cdc server", "cobra")
+    newarch = newarch_enabled(flags)
+    address = flags["advertise-addr"] or flags["addr"]
+    runtime = common.Runtime("cdc", address, flags["data-dir"] or None)
+    runtime.log(f"architecture: {'new' if newarch else 'classic'}")
+    capture = Capture(runtime, flags, newarch)
+    common.HttpService(runtime, flags["addr"], capture.build_router(), "api").start()
+    runtime.every(max(0.2, capture.ttl / 4), capture.session)
+    return runtime.wait_forever()
