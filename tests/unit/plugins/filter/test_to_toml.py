@@ -180,11 +180,11 @@ def _random_scalar(rng):
     if choice == 3:
         return datetime.date(2000 + rng.randrange(100), 1 + rng.randrange(12), 1 + rng.randrange(28))
     alphabet = "abc XYZ.-_=\"'\\\n\t#[]{}\u00e9\u4e16\U0001F600\x01"
-    return "".join(rng.choice(alphabet) for _ in range(rng.randrange(12)))
+    return "".join(rng.choice(alphabet) for _position in range(rng.randrange(12)))
 
 
 def _random_key(rng):
-    return "".join(rng.choice("ab-_.1 \u00e9\"") for _ in range(1 + rng.randrange(4)))
+    return "".join(rng.choice("ab-_.1 \u00e9\"") for _position in range(1 + rng.randrange(4)))
 
 
 def _random_value(rng, depth):
@@ -194,12 +194,12 @@ def _random_value(rng, depth):
     if choice <= 6:
         return _random_table(rng, depth + 1)
     if choice == 7:
-        return [_random_table(rng, depth + 1) for _ in range(1 + rng.randrange(3))]
-    return [_random_value(rng, depth + 1) for _ in range(rng.randrange(4))]
+        return [_random_table(rng, depth + 1) for _position in range(1 + rng.randrange(3))]
+    return [_random_value(rng, depth + 1) for _position in range(rng.randrange(4))]
 
 
 def _random_table(rng, depth):
-    return {_random_key(rng): _random_value(rng, depth) for _ in range(rng.randrange(5))}
+    return {_random_key(rng): _random_value(rng, depth) for _position in range(rng.randrange(5))}
 
 
 @pytest.mark.parametrize("seed", range(300))
