@@ -5,7 +5,7 @@
 # This module_utils is PRIVATE and must only be used by this collection.
 # It may change at any time, without notice.
 
-"""HTTP client for the component APIs, on top of ansible.module_utils.urls.open_url.
+"""HTTP client for the component APIs, on top of ansible.module_utils.urls (Request.open).
 
 Every request yields a Response observation: HTTP errors are data, not exceptions, and
 connection failures are classified so that waiters can retry them. The transport decides
@@ -26,7 +26,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from ansible.module_utils.basic import missing_required_lib
 from ansible.module_utils.common.text.converters import to_text
 from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
-from ansible.module_utils.urls import open_url
+from ansible.module_utils.urls import Request, make_context
 
 # Argument specs of the shared option families; documented in plugins/doc_fragments/connection.py.
 TLS_ARGSPEC = dict(
@@ -143,14 +143,28 @@ def join_url(base, path):
     return base.rstrip('/') + path
 
 
-class DirectTransport:
+class _TlsContext:
+    """Builds the SSL context once: loading the CA store costs tens of milliseconds per request otherwise."""
+
+    tls = None
+    _context = None
+
+    @property
+    def context(self):
+        if self._context is None:
+            self._context = make_context(cafile=self.tls['ca_path'], validate_certs=self.tls['validate_certs'],
+                                         client_cert=self.tls['client_cert'], client_key=self.tls['client_key'])
+        return self._context
+
+
+class DirectTransport(_TlsContext):
     """Dial every URL as given, with the module's TLS options."""
 
     def __init__(self, ca_cert=None, client_cert=None, client_key=None, validate_certs=True):
         self.tls = dict(ca_path=ca_cert, client_cert=client_cert, client_key=client_key, validate_certs=validate_certs)
 
     def prepare(self, url, headers):
-        return url, headers, self.tls
+        return url, headers
 
 
 class KubeProxyError(Exception):
@@ -181,7 +195,7 @@ def kube_proxy_path(url, namespace, service=None, port=None):
     return path + ('?' + parts.query if parts.query else '')
 
 
-class KubeProxyTransport:
+class KubeProxyTransport(_TlsContext):
     """Send every request through the Kubernetes API server's service/pod proxy.
 
     Server URL, CA, client certificate and bearer token come from the kubeconfig, loaded with
@@ -215,7 +229,7 @@ class KubeProxyTransport:
         headers = dict(headers)
         if self.auth_header:
             headers['Authorization'] = self.auth_header
-        return self.server + kube_proxy_path(url, self.namespace, self.service, self.port), headers, self.tls
+        return self.server + kube_proxy_path(url, self.namespace, self.service, self.port), headers
 
 
 def make_transport(module):
@@ -235,7 +249,7 @@ def make_transport(module):
 
 
 class HttpClient:
-    """Send requests through a transport and return Response observations; counts what it sent."""
+    """Send requests through a transport and return Response observations; records what it sent."""
 
     def __init__(self, transport=None, request_timeout=10.0):
         self.transport = transport or DirectTransport()
@@ -248,12 +262,12 @@ class HttpClient:
         if body is not None:
             data = json.dumps(body)
             headers['Content-Type'] = 'application/json'
-        target, headers, tls = self.transport.prepare(url, headers)
+        target, headers = self.transport.prepare(url, headers)
         self.sent.append((method, url))
         timeout = self.request_timeout if timeout is None else max(0.1, min(timeout, self.request_timeout))
         try:
-            reply = open_url(target, data=data, headers=headers, method=method, timeout=timeout,
-                             follow_redirects='safe', http_agent='tidbops.cluster', **tls)
+            reply = Request().open(method, target, data=data, headers=headers, timeout=timeout, follow_redirects='safe',
+                                   http_agent='tidbops.cluster', use_netrc=False, context=self.transport.context)
             with reply:
                 return Response(method, url, reply.status, _read(reply), dict(reply.headers))
         except HTTPError as exc:

@@ -28,3 +28,9 @@ def run_module(capsys):
         out = capsys.readouterr().out
         return json.loads(out)
     return run
+
+
+@pytest.fixture(scope='session')
+def httpserver_listen_address():
+    """pytest-httpserver listens on 127.0.0.1 only (tests send traffic to loopback only)."""
+    return ('127.0.0.1', 0)
