@@ -266,11 +266,15 @@ class Runtime:
     def every(self, interval, func):
         """Run func every `interval` seconds in a daemon thread until shutdown; errors are logged, not fatal."""
         def loop():
+            last_error = None
             while not self.stop_event.is_set():
                 try:
                     func()
+                    last_error = None
                 except Exception as exc:  # pylint: disable=broad-except
-                    self.log(f"{func.__name__}: {exc}")
+                    if str(exc) != last_error:  # log each new problem once, not every tick
+                        self.log(f"{func.__name__}: {exc}")
+                    last_error = str(exc)
                 self.stop_event.wait(interval)
         thread = threading.Thread(target=loop, name=func.__name__, daemon=True)
         thread.start()
@@ -494,6 +498,12 @@ def proxy(request, base_url, timeout=5.0):
         headers["Content-Type"] = request.headers["Content-Type"]
     status, data = http_call(request.method, url, body if body else (b"" if body is not None else None), timeout, headers)
     return Response(status, data, "application/json; charset=utf-8")
+
+
+def is_up_tikv(store):
+    """A PD /stores entry of an Up TiKV (TiFlash carries an engine label)."""
+    labels = store["store"].get("labels") or []
+    return store["store"]["state_name"] == "Up" and not any(label["key"] == "engine" for label in labels)
 
 
 def tso(wall=None):

@@ -237,7 +237,7 @@ class Sim:
     def tidb(self, pd, env=None, extra=()):
         port, status = free_ports(2)
         args = ["--store=tikv", f"--path={self.pd_addrs(pd)}", "--host=127.0.0.1", "-P", str(port),
-                f"--status={status}", "--advertise-address=127.0.0.1"] + list(extra)
+                f"--status={status}", "--status-host=127.0.0.1", "--advertise-address=127.0.0.1"] + list(extra)
         proc = self.spawn("tidb-server", args, (port, status), None, env, f"127.0.0.1:{port}")
         proc.status_port = status
         return proc

@@ -135,7 +135,7 @@ class Capture:
         """TiCDC needs PD with a leader and at least one Up TiKV store."""
         _status, data = common.first_answer("GET", self.etcd.pd_urls, "/pd/api/v1/stores", accept=lambda s: s == 200)
         stores = json.loads(data)["stores"]
-        if not any(s["store"]["state_name"] == "Up" and not s["store"].get("labels") for s in stores):
+        if not any(common.is_up_tikv(s) for s in stores):
             raise OSError("no Up TiKV store in PD yet")
         _status, data = common.first_answer("GET", self.etcd.pd_urls, "/pd/api/v1/members", accept=lambda s: s == 200)
         self.upstream_id = json.loads(data)["header"]["cluster_id"]

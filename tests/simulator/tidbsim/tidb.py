@@ -1,0 +1,148 @@
+"""tidb-server: /status 500 until PD has an Up TiKV store, then 200 JSON; MySQL protocol on -P.
+
+Accounts: root with an empty password, plus `TIDBSIM_TIDB_USERS="user:password,..."`.
+SQL: SELECT 1, SELECT VERSION(), SELECT tidb_version() and what mysql-mimic answers on its own
+(session variables, SET, SHOW VARIABLES); anything else is an error 1105 like an unsupported statement.
+"""
+
+import asyncio
+import json
+import os
+import threading
+
+from . import common
+from .common import Flag, json_response, text_response
+
+FLAGS = [
+    Flag("store", default="unistore"),
+    Flag("path", default="/tmp/tidb"),
+    Flag("host", default="0.0.0.0"),
+    Flag("P", default="4000"),
+    Flag("status", default="10080"),
+    Flag("status-host", default="0.0.0.0"),
+    Flag("advertise-address", default=""),
+    Flag("config", default=""),
+    Flag("log-file", default=""),
+    Flag("L", default="info"),
+    Flag("log-slow-query", default=""),
+    Flag("initialize-insecure", boolean=True, default=False),
+    Flag("initialize-sql-file", default=""),
+    Flag("keyspace-name", default=""),
+]
+
+VERSION = f"8.0.11-TiDB-{common.SIM_VERSION}-tidbsim"
+TIDB_VERSION_TEXT = (f"Release Version: {common.SIM_VERSION}-tidbsim\nEdition: Community\nGit Commit Hash: {common.GIT_HASH}\n"
+                     "Git Branch: tidbsim\nUTC Build Time: 2026-01-01 00:00:00\nGoVersion: none (simulator)\n"
+                     "Race Enabled: false\nCheck Table Before Drop: false\nStore: tikv")
+
+
+def accounts():
+    users = {"root": ""}
+    for item in filter(None, os.environ.get("TIDBSIM_TIDB_USERS", "").split(",")):
+        user, _, password = item.partition(":")
+        users[user] = password
+    return users
+
+
+def start_mysql(runtime, host, port):
+    """Serve the MySQL protocol with mysql-mimic in its own event loop thread."""
+    from mysql_mimic import IdentityProvider, MysqlServer, NativePasswordAuthPlugin, Session, User  # pylint: disable=import-outside-toplevel
+    from mysql_mimic.errors import ErrorCode, MysqlError  # pylint: disable=import-outside-toplevel
+    from mysql_mimic.variables import SYSTEM_VARIABLES, GlobalVariables  # pylint: disable=import-outside-toplevel
+
+    users = accounts()
+    schema = dict(SYSTEM_VARIABLES)
+    schema["version"] = (str, VERSION, False)
+    schema["version_comment"] = (str, "TiDB Server (Apache License 2.0) Community Edition, MySQL 8.0 compatible (tidbsim)", False)
+    global_vars = GlobalVariables(schema)
+
+    class Identities(IdentityProvider):
+        def get_plugins(self):
+            return [NativePasswordAuthPlugin()]
+
+        async def get_user(self, username):
+            if username not in users:
+                return None
+            password = users[username]
+            auth = NativePasswordAuthPlugin.create_auth_string(password) if password else None
+            return User(name=username, auth_string=auth, auth_plugin=NativePasswordAuthPlugin.name)
+
+    class TiDBSession(Session):
+        def __init__(self):
+            from mysql_mimic.variables import SessionVariables  # pylint: disable=import-outside-toplevel
+            super().__init__(SessionVariables(global_vars))
+            self.middlewares.insert(0, self._tidb_functions)
+
+        async def _tidb_functions(self, q):
+            # Ahead of mysql-mimic's own evaluation, which does not know TiDB's functions.
+            if " ".join(q.sql.lower().split()).rstrip(";") == "select tidb_version()":
+                return [[TIDB_VERSION_TEXT]], ["tidb_version()"]
+            return await q.next()
+
+        async def query(self, expression, sql, attrs):
+            raise MysqlError(f"tidbsim does not implement this statement: {sql[:80]}", ErrorCode.NOT_SUPPORTED_YET)
+
+    server = MysqlServer(session_factory=TiDBSession, identity_provider=Identities())
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+
+    async def serve():
+        await server.start_server(host=host, port=port)
+        started.set()
+        await server.serve_forever()
+
+    def run():
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(serve())
+        except Exception as exc:  # pylint: disable=broad-except
+            runtime.log(f"MySQL listener stopped: {exc}")
+            started.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    started.wait(10)
+    runtime.log(f"MySQL protocol listening on {host}:{port}")
+
+
+def main(argv):
+    flags, _ = common.parse_flags(argv, FLAGS, "tidb-server", "go")
+    if flags["store"] != "tikv":
+        raise common.UsageError(
+            f"tidbsim: --store={flags['store']} would run TiDB on its embedded mock store ({flags['store']}), not on TiKV;"
+            " this simulator only plays a TiDB that joins a cluster: pass --store=tikv --path=<pd-host>:2379[,...]", 1)
+    if "://" in flags["path"]:
+        raise common.UsageError(f"tidbsim: --path {flags['path']!r}: give PD addresses as host:port without a scheme", 1)
+    port = int(flags["P"])
+    status_port = int(flags["status"])
+    host = flags["host"]
+    runtime = common.Runtime("tidb", f"{flags['advertise-address'] or host}:{port}")
+    pd_urls = common.url_list(flags["path"])
+
+    def status(_request):
+        if not runtime.ready:
+            return text_response("", 500)
+        return json_response({"connections": 0, "version": VERSION, "git_hash": common.GIT_HASH,
+                              "status": {"init_stats_percentage": 100}})
+
+    router = common.Router()
+    router.add("GET", "/status", status)
+    router.add("GET", "/metrics", lambda _r: text_response("# tidbsim: no metrics\n"))
+    router.add("GET", "/info", lambda _r: json_response({"version": VERSION, "git_hash": common.GIT_HASH,
+                                                          "ip": flags["advertise-address"] or host, "listening_port": port,
+                                                          "status_port": status_port}))
+    common.HttpService(runtime, f"{flags['status-host']}:{status_port}", router, "status").start()
+
+    def bootstrap():
+        if runtime.ready:
+            return
+        _status, data = common.first_answer("GET", pd_urls, "/pd/api/v1/stores", accept=lambda s: s == 200)
+        stores = json.loads(data)["stores"]
+        if not any(common.is_up_tikv(s) for s in stores):
+            return
+        if not runtime.start_delay_passed() or runtime.faults.never_ready:
+            return
+        # The real server opens the MySQL port before it reports healthy.
+        start_mysql(runtime, host, port)
+        runtime.try_ready()
+    runtime.every(common.env_float("HEARTBEAT_INTERVAL", 0.5), bootstrap)
+    return runtime.wait_forever()
