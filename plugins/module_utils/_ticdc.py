@@ -372,7 +372,10 @@ class Converge:
         return before, after
 
     def _view(self, info, state):
-        view = dict(sink_uri=info.get('sink_uri'), state=state)
+        sink_uri = info.get('sink_uri')
+        if self.params.get('sink_uri') and sink_uri_equal(self.params['sink_uri'], sink_uri):
+            sink_uri = self.params['sink_uri']  # the same URI; the server's re-encoding is no difference
+        view = dict(sink_uri=sink_uri, state=state)
         if self.params.get('replica_config'):
             view['replica_config'] = project(info.get('config'), self.params['replica_config'])
         if self.params.get('target_ts') is not None:
