@@ -7,7 +7,8 @@ Three families live here:
 
 * TiUP's config merge (``fold_dotted``, ``merge_server_config``) and a TOML encoder (``to_toml``);
 * the TiCI settings: ``tiflash_tici_config``, ``tici_server_config``, ``tici_tidb_dsn``;
-* the TiCDC sink URI that feeds TiCI: ``tici_sink_uri``.
+* the TiCDC sink URI that feeds TiCI: ``tici_sink_uri``;
+* ``mask_secrets`` for printing any of the above.
 
 Each filter is documented in plugins/filter/<name>.yml. Every filter returns new objects and
 never mutates its inputs. Error messages name keys and types, never values, because the inputs
@@ -22,6 +23,7 @@ from collections.abc import Mapping
 from urllib.parse import quote, urlencode
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.tidbops.cluster.plugins.module_utils._secrets import mask_data
 
 try:
     import tomlkit
@@ -455,6 +457,11 @@ def tici_sink_uri(s3, flush_interval=None):
     return "s3://%s/%s/cdc?%s" % (quote(s3["bucket"], safe=""), quote(s3["prefix"], safe="/"), query)
 
 
+def mask_secrets(data):
+    """Copy of ``data`` fit for output: secret-named keys and URI credentials masked (module_utils._secrets)."""
+    return mask_data(_plain(data, (), "mask_secrets"))
+
+
 class FilterModule:
     """TiDB/TiCI configuration filters."""
 
@@ -467,4 +474,5 @@ class FilterModule:
             "tici_server_config": tici_server_config,
             "tici_tidb_dsn": tici_tidb_dsn,
             "tici_sink_uri": tici_sink_uri,
+            "mask_secrets": mask_secrets,
         }

@@ -43,6 +43,7 @@ def test_secret_never_reaches_the_output(rendered):
     assert "ok=" in output
     assert SECRET not in output
     assert "pl%2Bay" not in output
+    assert "secret_key: '********'" in output  # the mask_secrets task printed the masked settings
 
 
 def test_tiflash_toml(rendered):

@@ -10,6 +10,7 @@ import pytest
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.tidbops.cluster.plugins.filter.tidb_config import (
+    mask_secrets,
     tici_server_config,
     tici_sink_uri,
     tici_tidb_dsn,
@@ -386,3 +387,18 @@ def test_sink_uri_bad_input_names_the_key(s3, flush_interval, message):
 @pytest.mark.parametrize("flush_interval", ["5s", "100ms", "1m30s", "0.5s", "2h"])
 def test_sink_uri_accepts_go_durations(flush_interval):
     assert dict(parse_qsl(urlsplit(tici_sink_uri(S3, flush_interval)).query))["flush-interval"] == flush_interval
+
+
+# ---------------------------------------------------------------------------------------------
+# mask_secrets (a thin wrapper over module_utils._secrets.mask_data)
+
+def test_mask_secrets_hides_generated_secrets():
+    config = tiflash_tici_config({}, TICI, legacy_aliases=True)
+    masked = mask_secrets({"tiflash": config, "sink": tici_sink_uri(S3), "dsn": tici_tidb_dsn("tidb0:4000", "tici", SECRET)})
+    text = repr(masked)
+    assert SECRET not in text and "s%2Bcr" not in text and "minio admin" not in text and "minio%20admin" not in text
+    assert masked["tiflash"]["tici"]["s3"]["bucket"] == "ticidefaultbucket"
+    assert masked["tiflash"]["tici"]["s3"]["secret-key"] == masked["tiflash"]["tici"]["s3"]["secret_key"] == "********"
+    assert dict(parse_qsl(urlsplit(masked["sink"]).query))["secret-access-key"] == "********"
+    assert urlsplit(masked["dsn"]).password == "********"
+    assert config["tici"]["s3"]["secret-key"] == SECRET  # the input is untouched
