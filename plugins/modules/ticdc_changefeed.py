@@ -64,7 +64,7 @@ options:
     type: str
   replica_config:
     description:
-      - The changefeed's replica config in the OpenAPI v2 snake_case form, for example C({sink: {date_separator: none}}).
+      - "The changefeed's replica config in the OpenAPI v2 snake_case form, for example C({sink: {date_separator: none}})."
       - Only the keys given are compared; on create, omitted keys take TiCDC's defaults.
     type: dict
   start_ts:
