@@ -24,6 +24,7 @@ from urllib.parse import quote, urlencode
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.tidbops.cluster.plugins.module_utils._secrets import mask_data
+from ansible_collections.tidbops.cluster.plugins.module_utils._ticdc import deep_merge
 
 try:
     import tomlkit
@@ -141,16 +142,6 @@ def _join(target, key, value, path, name):
         % (name, _dotted(path + (key,))))
 
 
-def _deep_merge(base, override):
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(merged.get(key), dict) and isinstance(value, dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def fold_dotted(config):
     """Fold TiUP-style dotted keys (``log.level``, ``a.b: {c.d: x}``) into nested mappings."""
     return _fold(_optional_mapping(config, "the input", "fold_dotted"), (), "fold_dotted")
@@ -161,7 +152,7 @@ def merge_server_config(global_config, instance_config=None):
     name = "merge_server_config"
     base = _fold(_optional_mapping(global_config, "global_config", name), (), name)
     override = _fold(_optional_mapping(instance_config, "instance_config", name), (), name)
-    return _deep_merge(base, override)
+    return deep_merge(base, override)
 
 
 # ---------------------------------------------------------------------------------------------
