@@ -43,16 +43,21 @@ class Flag:
         self.default = default
 
 
+def _bare(arg):
+    """Go's flag package names a flag with one dash, whatever the user typed."""
+    return arg.split("=", 1)[0].lstrip("-")
+
+
 # How each real binary complains about a flag it does not know.
 _UNKNOWN = {
-    "go": lambda prog, arg: f"flag provided but not defined: {arg.split('=', 1)[0]}\nUsage of {prog}:",
+    "go": lambda prog, arg: f"flag provided but not defined: -{_bare(arg)}\nUsage of {prog}:",
     "clap": lambda prog, arg: f"error: unexpected argument '{arg.split('=', 1)[0]}' found\n\nUsage: {prog} [OPTIONS]",
     "cobra": lambda prog, arg: f"Error: unknown flag: {arg.split('=', 1)[0]}\nRun '{prog} --help' for usage.",
-    "urfave": lambda prog, arg: f"Incorrect Usage: flag provided but not defined: {arg.split('=', 1)[0]}",
+    "urfave": lambda prog, arg: f"Incorrect Usage: flag provided but not defined: -{_bare(arg)}",
     "boost": lambda prog, arg: f"unrecognised option '{arg.split('=', 1)[0]}'",
 }
 _MISSING = {
-    "go": lambda prog, arg: f"flag needs an argument: {arg}\nUsage of {prog}:",
+    "go": lambda prog, arg: f"flag needs an argument: -{_bare(arg)}\nUsage of {prog}:",
     "clap": lambda prog, arg: f"error: a value is required for '{arg} <{arg.lstrip('-').upper()}>' but none was supplied",
     "cobra": lambda prog, arg: f"Error: flag needs an argument: {arg}",
     "urfave": lambda prog, arg: f"Incorrect Usage: flag needs an argument: {arg}",

@@ -29,8 +29,8 @@ SIM_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Fast defaults for tests; each can be overridden per component through env=.
 TEST_ENV = {
     "TIDBSIM_HEARTBEAT_INTERVAL": "0.2",
-    "TIDBSIM_STORE_DISCONNECTED_AFTER": "2",
-    "TIDBSIM_STORE_DOWN_AFTER": "4",
+    "TIDBSIM_STORE_DISCONNECTED_AFTER": "1",
+    "TIDBSIM_STORE_DOWN_AFTER": "2",
     "TIDBSIM_CDC_INIT_DELAY": "0.5",
     "TIDBSIM_CDC_SESSION_TTL": "2",
 }

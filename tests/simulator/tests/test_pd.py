@@ -1,0 +1,153 @@
+"""PD: majority leader, forwarding, health, stores and their states, replication config, etcd gateway."""
+
+import base64
+import json
+import time
+
+import pytest
+
+from tidbsim.testing import http_get, http_json, wait_until
+
+
+def b64(text):
+    return base64.b64encode(text.encode()).decode()
+
+
+@pytest.fixture(scope="module")
+def three(module_sim):
+    pds = module_sim.pd(3)
+    module_sim.wait_ready(pds)
+    return pds
+
+
+def test_three_members_elect_one_leader_and_all_report_it(three):
+    leaders = set()
+    for pd in three:
+        status, body = http_json("GET", pd.url("/pd/api/v1/members"))
+        assert status == 200
+        assert len(body["members"]) == 3
+        assert body["header"]["cluster_id"] > 0
+        leaders.add(body["leader"]["name"])
+    assert len(leaders) == 1
+    status, health = http_json("GET", three[2].url("/pd/api/v1/health"))
+    assert status == 200 and [m["health"] for m in health] == [True] * 3
+
+
+def test_member_ids_are_integers_beyond_float_precision(three):
+    _status, raw = http_get(three[0].url("/pd/api/v1/members"))
+    ids = [m["member_id"] for m in json.loads(raw)["members"]]
+    assert all(isinstance(i, int) for i in ids)
+    assert any(i > 2 ** 53 for i in ids)
+
+
+def test_one_member_of_three_has_no_leader_and_hangs_a_sequential_start(sim):
+    pds = sim.pd(3, start=False)
+    pds[0].start()
+    time.sleep(1.5)
+    status, body = http_json("GET", pds[0].url("/pd/api/v1/members"))
+    assert status == 503 and "redirect finds no leader" in body
+    assert "PD:apiutil:ErrRedirectNoLeader" in body
+    status, health = http_json("GET", pds[0].url("/pd/api/v1/health"))
+    assert status == 200 and [m["health"] for m in health] == [False] * 3
+    assert http_json("GET", pds[0].url("/pd/api/v1/leader")) == (200, None)
+    assert not any('"ready"' in line for line in pds[0].stdout_lines)
+    pds[1].start()
+    status, body = wait_until(lambda: (lambda r: r if r[0] == 200 else None)(http_json("GET", pds[0].url("/pd/api/v1/members"))),
+                              10, "a leader once two of three run")
+    assert body["leader"]["name"] in ("pd0", "pd1")
+
+
+def test_losing_the_majority_loses_the_leader(sim):
+    pds = sim.pd(3)
+    sim.wait_ready(pds)
+    pds[1].stop()
+    assert http_json("GET", pds[0].url("/pd/api/v1/members"))[0] == 200
+    pds[2].stop()
+    wait_until(lambda: http_json("GET", pds[0].url("/pd/api/v1/members"))[0] == 503, 10, "leader loss")
+
+
+def test_stores_refused_before_the_first_tikv(sim):
+    pd = sim.pd()
+    pd.wait_ready()
+    status, body = http_json("GET", pd.url("/pd/api/v1/stores"))
+    assert status == 500
+    assert body == "TiKV cluster not bootstrapped, please start TiKV first"
+    assert http_json("GET", pd.url("/pd/api/v1/cluster/status"))[1]["is_initialized"] is False
+
+
+def test_store_goes_up_then_disconnected_then_down(sim):
+    pd, tikv = sim.pd_tikv()
+    status, body = http_json("GET", pd.url("/pd/api/v1/stores"))
+    assert status == 200 and body["count"] == 1
+    store = body["stores"][0]["store"]
+    assert store["address"] == f"127.0.0.1:{tikv.port}"
+    assert store["status_address"] == f"127.0.0.1:{tikv.status_port}"
+    assert store["state_name"] == "Up" and "labels" not in store
+    assert http_get(tikv.url("/status", tikv.status_port)) == (200, b"")
+    one = http_json("GET", pd.url(f"/pd/api/v1/store/{store['id']}"))
+    assert one[0] == 200 and one[1]["store"]["id"] == store["id"]
+    assert http_json("GET", pd.url("/pd/api/v1/store/999"))[0] == 404
+    tikv.stop()
+
+    def state():
+        return http_json("GET", pd.url("/pd/api/v1/stores"))[1]["stores"][0]["store"]["state_name"]
+    wait_until(lambda: state() == "Disconnected", 6, "Disconnected")
+    wait_until(lambda: state() == "Down", 6, "Down")
+    tikv.start()
+    wait_until(lambda: state() == "Up", 6, "Up again")
+
+
+def test_followers_forward_stores_to_the_leader(three, module_sim):
+    tikv = module_sim.tikv(three)
+    tikv.wait_ready()
+    for pd in three:
+        status, body = http_json("GET", pd.url("/pd/api/v1/stores"))
+        assert status == 200 and body["stores"][0]["store"]["address"] == f"127.0.0.1:{tikv.port}"
+
+
+def test_replicate_config_contract(sim):
+    pd = sim.pd()
+    pd.wait_ready()
+    url = pd.url("/pd/api/v1/config/replicate")
+    status, body = http_json("GET", url)
+    assert status == 200 and body["enable-placement-rules"] == "true" and body["max-replicas"] == 3
+    assert http_json("GET", pd.url("/pd/api/v1/config/rules"))[0] == 200
+    status, body = http_json("POST", url, {"enable-placement-rules": False})
+    assert status == 400 and "string" in body
+    assert http_json("POST", url, {"no-such-item": "1"})[0] == 400
+    assert http_json("POST", url, b"{not json")[0] == 400
+    assert http_json("POST", url, {"enable-placement-rules": "false"}) == (200, "The config is updated.")
+    assert http_json("GET", url)[1]["enable-placement-rules"] == "false"
+    status, body = http_json("GET", pd.url("/pd/api/v1/config/rules"))
+    assert status == 412 and body == "Placement rules feature is disabled."
+    # State survives a restart in the data dir, next to the marker.
+    marker = http_json("GET", pd.url("/sim/marker"))[1]
+    pd.restart()
+    pd.wait_ready()
+    assert http_json("GET", url)[1]["enable-placement-rules"] == "false"
+    again = http_json("GET", pd.url("/sim/marker"))[1]
+    assert again["id"] == marker["id"] and again["restarted"] is True and again["starts"] == 2
+    assert any("kept marker" in line for line in pd.stderr_lines)
+
+
+def test_etcd_gateway_range_put_prefix_and_leases(sim):
+    pd = sim.pd()
+    pd.wait_ready()
+    for key, value in (("/tici/metaservice/election/1", "meta0:8500"), ("/tici/other", "x"), ("/tici/metaservice/electionX", "y")):
+        assert http_json("POST", pd.url("/v3/kv/put"), {"key": b64(key), "value": b64(value)})[0] == 200
+    prefix = "/tici/metaservice/election/"
+    end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    status, body = http_json("POST", pd.url("/v3/kv/range"), {"key": b64(prefix), "range_end": b64(end)})
+    assert status == 200 and body["count"] == "1"
+    assert base64.b64decode(body["kvs"][0]["value"]).decode() == "meta0:8500"
+    exact = http_json("POST", pd.url("/v3/kv/range"), {"key": b64("/tici/other")})[1]
+    assert exact["count"] == "1"
+    everything = http_json("POST", pd.url("/v3/kv/range"), {"key": b64("/"), "range_end": b64("\0")})[1]
+    assert everything["count"] == "3"
+    lease = http_json("POST", pd.url("/v3/lease/grant"), {"TTL": 1})[1]["ID"]
+    http_json("POST", pd.url("/v3/kv/put"), {"key": b64("/leased"), "value": b64("v"), "lease": lease})
+    assert http_json("POST", pd.url("/v3/kv/range"), {"key": b64("/leased")})[1]["count"] == "1"
+    wait_until(lambda: http_json("POST", pd.url("/v3/kv/range"), {"key": b64("/leased")})[1]["count"] == "0", 5, "lease expiry")
+    pd.restart()
+    pd.wait_ready()
+    assert http_json("POST", pd.url("/v3/kv/range"), {"key": b64("/tici/other")})[1]["count"] == "1"
