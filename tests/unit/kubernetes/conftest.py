@@ -1,10 +1,16 @@
 """Fixtures for the Kubernetes backend tests: an inventory like inventories/k8s, as plain dicts."""
 
 import copy
+import importlib
 
 import pytest
 
-from ansible_collections.tidbops.cluster.plugins.filter import k8s_manifests as km
+COMPONENTS = ("pd", "tikv", "tidb", "minio", "ticdc", "tici_meta", "tici_worker", "tiflash")
+
+
+def _km():
+    # Imported lazily: a conftest loads before Ansible's collection finder is set up.
+    return importlib.import_module("ansible_collections.tidbops.cluster.plugins.filter.k8s_manifests")
 
 SECRETS = {
     "access_key": "AKIAEXAMPLEKEY0001",
@@ -40,7 +46,7 @@ def make_settings(**overrides):
         "storage": {"class_name": None, "pd": "10Gi", "tikv": "100Gi", "tiflash": "100Gi", "ticdc": "10Gi",
                     "tici_worker": "20Gi", "minio": "50Gi"},
         "resources": {component: {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
-                      for component in km.COMPONENTS},
+                      for component in COMPONENTS},
         "server_configs": {"tikv": {"storage.reserve-space": "0MB"}, "tiflash": {"logger.level": "debug"}},
         "tici_enabled": True,
         "tici_s3": {"bucket": "ticidefaultbucket", "prefix": "tici_default_prefix", "region": "us-east-1",
@@ -59,12 +65,13 @@ def make_settings(**overrides):
 @pytest.fixture
 def cluster():
     groups, hostvars = make_inventory()
-    return km.k8s_cluster(make_settings(), groups, hostvars)
+    return _km().k8s_cluster(make_settings(), groups, hostvars)
 
 
 @pytest.fixture
 def all_manifests(cluster):
     """Every object of a full deployment, in apply order."""
+    km = _km()
     objects = [km.k8s_namespace(cluster)]
     for step in ("pd", "tikv", "tidb", "minio", "ticdc", "tici", "tiflash"):
         objects += km.k8s_manifests(cluster, step)

@@ -1,0 +1,231 @@
+"""The manifests of the Kubernetes backend: schemas, structure, flags, secrets, order, preflight."""
+
+import copy
+import importlib.util
+import os
+import tomllib
+
+import kubernetes_validate
+import pytest
+from ansible.errors import AnsibleFilterError
+from conftest import SECRETS, make_inventory, make_settings
+
+from ansible_collections.tidbops.cluster.plugins.filter import k8s_manifests as km
+
+TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+_spec = importlib.util.spec_from_file_location("k8s_check", os.path.join(TOP, "tools", "k8s_check.py"))
+k8s_check = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(k8s_check)
+
+
+def _find(objects, kind, name):
+    matches = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    assert len(matches) == 1, "%s/%s found %d times" % (kind, name, len(matches))
+    return matches[0]
+
+
+def _container(objects, name):
+    return _find(objects, "StatefulSet", name)["spec"]["template"]["spec"]["containers"][0]
+
+
+@pytest.mark.parametrize("version", ["1.30.0", "1.34.0"])
+def test_every_manifest_passes_strict_schema_validation(all_manifests, version):
+    assert len(all_manifests) == 35
+    for obj in all_manifests:
+        kubernetes_validate.validate(obj, version, strict=True)
+
+
+def test_structural_checks_pass(all_manifests):
+    assert k8s_check.check(all_manifests, secrets=SECRETS.values()) == []
+
+
+@pytest.mark.parametrize("breakage, expected", [
+    (lambda objs: _find(objs, "ConfigMap", "tidb-tikv-config")["data"].update(x=SECRETS["secret_key"]),
+     "ConfigMap/tidb-tikv-config carries a secret"),
+    (lambda objs: _container(objs, "tidb-tidb").pop("readinessProbe"), "has no readinessProbe"),
+    (lambda objs: _container(objs, "tidb-pd").update(resources={}), "has no resource requests"),
+    (lambda objs: _find(objs, "StatefulSet", "tidb-tikv")["spec"].pop("volumeClaimTemplates"), "no volumeClaimTemplates"),
+    (lambda objs: _find(objs, "Service", "tidb-ticdc")["spec"]["selector"].update({"app.kubernetes.io/component": "cdc"}),
+     "Service/tidb-ticdc selects no pod template"),
+    (lambda objs: _find(objs, "Service", "tidb-pd")["metadata"]["labels"].pop("app.kubernetes.io/instance"),
+     "Service/tidb-pd lacks labels app.kubernetes.io/instance"),
+    (lambda objs: objs.remove(_find(objs, "Secret", "tidb-tici-s3")), "refers to missing Secret key tidb-tici-s3"),
+])
+def test_structural_checks_catch_breakage(all_manifests, breakage, expected):
+    broken = copy.deepcopy(all_manifests)
+    breakage(broken)
+    problems = k8s_check.check(broken)
+    assert any(expected in problem for problem in problems), problems
+
+
+def test_apply_order_within_and_across_steps(cluster):
+    order = []
+    # The steps in the order roles/_kubernetes applies them (tici.yml: meta, gate, then worker).
+    for step in ("pd", "tikv", "tidb", "minio", "ticdc", "tici_meta", "tici_worker", "tiflash"):
+        kinds = [o["kind"] for o in km.k8s_manifests(cluster, step)]
+        # Config and credentials before the Services, the workload last (the Job after its StatefulSet).
+        assert kinds.index("StatefulSet") > max(i for i, k in enumerate(kinds) if k in ("ConfigMap", "Secret"))
+        assert kinds.index("StatefulSet") > kinds.index("Service")
+        order += [o["metadata"]["name"] for o in km.k8s_manifests(cluster, step) if o["kind"] == "StatefulSet"]
+    assert order == ["tidb-pd", "tidb-tikv", "tidb-tidb", "tidb-minio", "tidb-ticdc", "tidb-tici-meta",
+                     "tidb-tici-worker", "tidb-tiflash"]
+    assert [o["kind"] for o in km.k8s_manifests(cluster, "minio")][-1] == "Job"
+    assert km.k8s_manifests(cluster, "tici") == km.k8s_manifests(cluster, "tici_meta") + km.k8s_manifests(cluster, "tici_worker")
+
+
+def test_manifests_are_deterministic(cluster):
+    first = [km.k8s_manifests(cluster, step) for step in km.BUILDERS]
+    second = [km.k8s_manifests(cluster, step) for step in km.BUILDERS]
+    assert first == second
+
+
+def test_replicas_follow_the_inventory(all_manifests):
+    replicas = {o["metadata"]["name"]: o["spec"]["replicas"] for o in all_manifests if o["kind"] == "StatefulSet"}
+    assert replicas == {"tidb-pd": 3, "tidb-tikv": 3, "tidb-tidb": 2, "tidb-minio": 1, "tidb-ticdc": 2,
+                        "tidb-tici-meta": 1, "tidb-tici-worker": 2, "tidb-tiflash": 2}
+    assert all(o["spec"]["podManagementPolicy"] == "Parallel" for o in all_manifests if o["kind"] == "StatefulSet")
+
+
+def test_pd_bootstrap_lists_every_member(all_manifests):
+    args = _container(all_manifests, "tidb-pd")["args"]
+    initial = [a for a in args if a.startswith("--initial-cluster=")]
+    assert initial == ["--initial-cluster=" + ",".join(
+        "tidb-pd-%d=http://tidb-pd-%d.tidb-pd-peer.tidb-test.svc:2380" % (i, i) for i in range(3))]
+    assert "--name=$(POD_NAME)" in args
+    assert "--advertise-client-urls=http://$(POD_NAME).tidb-pd-peer.tidb-test.svc:2379" in args
+    peer = _find(all_manifests, "Service", "tidb-pd-peer")["spec"]
+    # Members must resolve each other before any of them is Ready.
+    assert peer["clusterIP"] == "None" and peer["publishNotReadyAddresses"] is True
+
+
+def test_component_flags(all_manifests):
+    tidb = _container(all_manifests, "tidb-tidb")["args"]
+    assert "--store=tikv" in tidb and "--path=tidb-pd:2379" in tidb
+    tikv = _container(all_manifests, "tidb-tikv")["args"]
+    assert "--status-addr=0.0.0.0:20180" in tikv
+    assert "--advertise-status-addr=$(POD_NAME).tidb-tikv-peer.tidb-test.svc:20180" in tikv
+    assert "--advertise-addr=$(POD_NAME).tidb-tikv-peer.tidb-test.svc:20160" in tikv
+    cdc = _container(all_manifests, "tidb-ticdc")
+    assert cdc["command"] == ["/cdc"] and cdc["args"][0] == "server"
+    assert "--newarch=true" in cdc["args"] and "--pd=http://tidb-pd:2379" in cdc["args"]
+    meta = _container(all_manifests, "tidb-tici-meta")
+    assert meta["command"] == ["/tici-server"] and meta["args"][0] == "meta"
+    assert "--advertise-host=$(POD_NAME).tidb-tici-meta-peer.tidb-test.svc" in meta["args"]
+    assert meta["readinessProbe"]["tcpSocket"]["port"] == 8501
+    worker = _container(all_manifests, "tidb-tici-worker")
+    assert worker["args"][0] == "worker" and "--data-dir=/var/lib/tidbops/tici" in worker["args"]
+    for container in (tidb, tikv, cdc["args"]):
+        assert not any(secret in " ".join(container) for secret in SECRETS.values())
+
+
+@pytest.mark.parametrize("name, path, port", [
+    ("tidb-pd", "/pd/api/v1/health", 2379), ("tidb-tikv", "/status", 20180), ("tidb-tidb", "/status", 10080),
+    ("tidb-ticdc", "/status", 8300), ("tidb-minio", "/minio/health/ready", 9000), ("tidb-tiflash", "/tiflash/readyz", 20292),
+])
+def test_http_readiness_probes(all_manifests, name, path, port):
+    probe = _container(all_manifests, name)["readinessProbe"]["httpGet"]
+    assert (probe["path"], probe["port"]) == (path, port)
+
+
+def _secret_toml(objects, secret, key):
+    return tomllib.loads(_find(objects, "Secret", secret)["stringData"][key])
+
+
+def test_tiflash_config_per_pod_with_tici(all_manifests):
+    container = _container(all_manifests, "tidb-tiflash")
+    assert 8520 in [p["containerPort"] for p in container["ports"]]
+    assert container["args"] == ["server", "--config-file", "/etc/tidbops/$(POD_NAME).toml"]
+    for index in range(2):
+        pod = "tidb-tiflash-%d" % index
+        fqdn = "%s.tidb-tiflash-peer.tidb-test.svc" % pod
+        config = _secret_toml(all_manifests, "tidb-tiflash-config", pod + ".toml")
+        assert config["flash"]["service_addr"] == fqdn + ":3930"
+        assert config["tici"]["reader-node"] == {"addr": "0.0.0.0:8520", "advertise-addr": fqdn + ":8520"}
+        assert config["tici"]["s3"]["secret-key"] == SECRETS["secret_key"]
+        assert config["tici"]["s3"]["endpoint"] == "http://tidb-minio:9000"
+        assert config["flash"]["proxy"]["config"] == "/etc/tidbops/%s-learner.toml" % pod
+        assert config["logger"]["level"] == "debug"  # server_configs.tiflash applies
+        learner = _secret_toml(all_manifests, "tidb-tiflash-config", pod + "-learner.toml")
+        assert learner["server"]["engine-addr"] == fqdn + ":3930"
+
+
+def test_tici_configs_live_in_secrets(all_manifests):
+    meta = _secret_toml(all_manifests, "tidb-tici-meta-config", "tidb-tici-meta-0.toml")
+    assert meta["s3"]["bucket"] == "ticidefaultbucket" and meta["server"]["pd-addr"] == "tidb-pd:2379"
+    assert meta["tidb-server"]["dsns"] == ["mysql://root:tidb-P%40ss%3Aword@tidb-tidb:4000"]
+    worker = _secret_toml(all_manifests, "tidb-tici-worker-config", "tidb-tici-worker-1.toml")
+    assert "tidb-server" not in worker and worker["s3"]["access-key"] == SECRETS["access_key"]
+
+
+def test_per_instance_config_reaches_its_pod():
+    groups, hostvars = make_inventory(host_vars={"tikv-1": {"config": {"raftstore.capacity": "10GB"}}})
+    cluster = km.k8s_cluster(make_settings(), groups, hostvars)
+    config_map = km.k8s_manifests(cluster, "tikv")[0]["data"]
+    assert "raftstore" not in tomllib.loads(config_map["tidb-tikv-0.toml"])
+    assert tomllib.loads(config_map["tidb-tikv-1.toml"])["raftstore"]["capacity"] == "10GB"
+    assert tomllib.loads(config_map["tidb-tikv-1.toml"])["storage"]["reserve-space"] == "0MB"
+
+
+def test_minio_bucket_job_needs_no_shell(all_manifests):
+    job = _find(all_manifests, "Job", "tidb-minio-bucket")["spec"]["template"]["spec"]["containers"][0]
+    assert job["command"] == ["mc"] and job["args"] == ["mb", "--ignore-existing", "tici/ticidefaultbucket"]
+    assert job["env"][0]["valueFrom"]["secretKeyRef"] == {"name": "tidb-minio-credentials", "key": "mc-host"}
+    mc_host = _find(all_manifests, "Secret", "tidb-minio-credentials")["stringData"]["mc-host"]
+    # The secret key is URL-encoded so '+', '/', '=', '&', '?' survive.
+    assert mc_host == "http://AKIAEXAMPLEKEY0001:s3cr3t%2B%2F%3DKey%26with%3Fchars@tidb-minio:9000"
+
+
+def test_without_tici_only_the_tidb_cluster_is_built():
+    groups, hostvars = make_inventory()
+    cluster = km.k8s_cluster(make_settings(tici_enabled=False, tici_s3={}), groups, hostvars)
+    for step in ("minio", "ticdc", "tici"):
+        assert km.k8s_manifests(cluster, step) == []
+    tiflash = km.k8s_manifests(cluster, "tiflash")
+    assert tiflash[0]["kind"] == "ConfigMap"
+    assert "tici" not in tomllib.loads(tiflash[0]["data"]["tidb-tiflash-0.toml"])
+
+
+def test_endpoints_for_the_proxy(cluster):
+    pd = km.k8s_endpoints(cluster, "pd")
+    # Two DNS labels address a pod through the API server proxy, one label a Service.
+    assert pd["endpoints"] == ["http://tidb-pd-%d.tidb-pd-peer:2379" % i for i in range(3)]
+    assert pd["pd_endpoint"] == "http://tidb-pd:2379"
+    tikv = km.k8s_endpoints(cluster, "tikv")
+    assert tikv["store_addresses"] == ["tidb-tikv-%d.tidb-tikv-peer.tidb-test.svc:20160" % i for i in range(3)]
+    tiflash = km.k8s_endpoints(cluster, "tiflash")
+    assert tiflash["store_addresses"] == ["tidb-tiflash-%d.tidb-tiflash-peer.tidb-test.svc:3930" % i for i in range(2)]
+    assert tiflash["endpoints"][0] == "http://tidb-tiflash-0.tidb-tiflash-peer:20292"
+    assert km.k8s_endpoints(cluster, "ticdc")["server"] == "http://tidb-ticdc:8300"
+    assert km.k8s_endpoints(cluster, "tici_meta")["endpoints"] == ["http://tidb-tici-meta-0.tidb-tici-meta-peer:8501"]
+
+
+@pytest.mark.parametrize("settings, sizes, host_vars, variable", [
+    ({"namespace": "TiDB_NS"}, None, None, "tidb_k8s_namespace"),
+    ({"namespace": "-bad"}, None, None, "tidb_k8s_namespace"),
+    ({"storage": {"pd": "10 GB"}}, None, None, "tidb_k8s_storage.pd"),
+    ({"storage": {"pd": "10Gi", "tikv": "lots", "tiflash": "1Gi", "ticdc": "1Gi", "tici_worker": "1Gi", "minio": "1Gi"}},
+     None, None, "tidb_k8s_storage.tikv"),
+    ({}, {"pd_servers": 0}, None, "pd_servers"),
+    ({}, {"tikv_servers": 0}, None, "tikv_servers"),
+    ({"tici_s3": {"bucket": "b", "prefix": "p"}}, None, None, "tici_s3.access_key"),
+    ({"tici_s3": {"bucket": "b", "prefix": "p", "access_key": "a", "secret_key": "s"}}, {"minio_servers": 0}, None,
+     "tici_s3.endpoint"),
+    ({}, {"cdc_servers": 0}, None, "cdc_servers"),
+    ({"image_pull_policy": "Sometimes"}, None, None, "tidb_k8s_image_pull_policy"),
+    ({"resources": {"pd": {"requests": {"cpu": "lots"}}}}, None, None, "tidb_k8s_resources.pd.requests.cpu"),
+    ({}, None, {"tidb-1": {"port": 4001}}, "port must be the same on every host of tidb_servers"),
+])
+def test_preflight_names_the_variable(settings, sizes, host_vars, variable):
+    groups, hostvars = make_inventory(sizes, host_vars)
+    with pytest.raises(AnsibleFilterError) as error:
+        km.k8s_cluster(make_settings(**settings), groups, hostvars)
+    assert variable in str(error.value)
+    assert not any(secret in str(error.value) for secret in SECRETS.values())
+
+
+@pytest.mark.parametrize("quantity, valid", [
+    ("10Gi", True), ("500M", True), ("1.5", True), ("100m", True), ("1e3", True), ("2Ti", True),
+    ("10 Gi", False), ("10GB", False), ("Gi", False), ("", False), ("-", False), ("1..5", False),
+])
+def test_quantity_syntax(quantity, valid):
+    assert km._is_quantity(quantity) is valid  # pylint: disable=protected-access
