@@ -1,7 +1,8 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright (c) tidbops maintainers
-# Apache License 2.0 (see LICENSE)
+# Apache License 2.0 (see LICENSE). Runs inside Ansible, which is licensed under the
+# GNU General Public License v3.0+ (https://www.gnu.org/licenses/gpl-3.0.txt); Apache 2.0 code may be combined with it.
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ description:
     also holds exactly one key under C(/tici/metaservice/election) (read with a POST to PD's C(/v3/kv/range) gateway)."
   - "V(minio): C(/minio/health/cluster) answers 200 (C(/live) and C(/ready) answer 200 too early); 403 fails."
 author:
-  - tidbops maintainers
+  - tidbops maintainers (@tidbops)
 extends_documentation_fragment:
   - tidbops.cluster.attributes
   - tidbops.cluster.attributes.ACTIONGROUP

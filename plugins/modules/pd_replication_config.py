@@ -1,7 +1,8 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright (c) tidbops maintainers
-# Apache License 2.0 (see LICENSE)
+# Apache License 2.0 (see LICENSE). Runs inside Ansible, which is licensed under the
+# GNU General Public License v3.0+ (https://www.gnu.org/licenses/gpl-3.0.txt); Apache 2.0 code may be combined with it.
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ description:
   - A key PD does not report is an error, listed with the keys PD knows, before anything is changed.
   - Connection errors and HTTP 5xx answers are retried until O(timeout).
 author:
-  - tidbops maintainers
+  - tidbops maintainers (@tidbops)
 extends_documentation_fragment:
   - tidbops.cluster.attributes
   - tidbops.cluster.attributes.ACTIONGROUP

@@ -1,7 +1,8 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright (c) tidbops maintainers
-# Apache License 2.0 (see LICENSE)
+# Apache License 2.0 (see LICENSE). Runs inside Ansible, which is licensed under the
+# GNU General Public License v3.0+ (https://www.gnu.org/licenses/gpl-3.0.txt); Apache 2.0 code may be combined with it.
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ description:
   - An unchanged changefeed costs exactly one HTTP request.
   - Secrets in the sink URI (S3 keys, passwords) never appear in the result, the diff or messages.
 author:
-  - tidbops maintainers
+  - tidbops maintainers (@tidbops)
 extends_documentation_fragment:
   - tidbops.cluster.attributes
   - tidbops.cluster.attributes.ACTIONGROUP
@@ -89,13 +90,12 @@ EXAMPLES = r'''
   tidbops.cluster.ticdc_changefeed:
     server: http://cdc0:8300
     changefeed_id: tici-replication-task
-    sink_uri: >-
-      s3://ticidefaultbucket/tici_default_prefix/cdc?protocol=canal-json&enable-tidb-extension=true&output-row-key=true&use-table-id-as-path=true&endpoint=http://minio0:9000&access-key={{ tici_s3.access_key | urlencode }}&secret-access-key={{ tici_s3.secret_key | urlencode }}&force-path-style=true
+    # s3://<bucket>/<prefix>/cdc?protocol=canal-json&...&access-key=...&secret-access-key=...
+    sink_uri: "{{ tici_s3 | tidbops.cluster.tici_sink_uri }}"
     replica_config:
       sink:
         protocol: canal-json
         date_separator: none
-  no_log: true
 
 - name: Pause it
   tidbops.cluster.ticdc_changefeed:
@@ -165,7 +165,7 @@ def main():
         replica_config=dict(type='dict'),
         start_ts=dict(type='int'),
         target_ts=dict(type='int'),
-        keyspace=dict(type='str'),
+        keyspace=dict(type='str', no_log=False),
         timeout=dict(type='float', default=120),
     )
     argument_spec.update(CONNECTION_ARGSPEC)

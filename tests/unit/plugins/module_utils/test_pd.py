@@ -30,7 +30,8 @@ def test_differences(settings, expected):
 
 
 def test_boolean_is_sent_as_a_string():
-    (_old, new), = differences(CURRENT, {'enable-placement-rules': True}).values()
+    changes = differences(CURRENT, {'enable-placement-rules': True})
+    new = changes['enable-placement-rules'][1]
     assert new == 'true' and isinstance(new, str)
 
 

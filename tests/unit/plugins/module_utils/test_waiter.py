@@ -30,7 +30,7 @@ def deadline(timeout, interval=1.0, max_delay=10.0):
 
 def test_backoff_grows_and_is_capped():
     dl, clock = deadline(100, 1.0, 3.0)
-    for _ in range(5):
+    for _attempt in range(5):
         assert dl.pause()
     assert clock.sleeps == [1.0, 1.5, 2.25, 3.0, 3.0]
 

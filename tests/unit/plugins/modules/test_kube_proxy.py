@@ -129,9 +129,12 @@ def mtls_server(tmp_path):
         server.stop()
 
 
+def b64(data):
+    return base64.b64encode(data).decode()
+
+
 def test_client_certificate_from_inline_kubeconfig_data(mtls_server, run_module, tmp_path):
     server, files = mtls_server
-    b64 = lambda data: base64.b64encode(data).decode()  # noqa: E731
     kubeconfig = write_kubeconfig(tmp_path / 'kubeconfig', 'https://127.0.0.1:%d' % server.port,
                                   {'client-certificate-data': b64(files['client.pem']), 'client-key-data': b64(files['client-key.pem'])},
                                   {'certificate-authority-data': b64(files['ca.pem'])})

@@ -167,8 +167,8 @@ def test_check_mode_create_and_delete(ticdc, run_module):
 
 
 def test_error_code_fails_without_leaking_the_sink(ticdc, run_module):
-    ticdc.inject('POST', '/changefeeds$', 400, {'error_msg': 'sink uri invalid: ' + SINK.replace('%2B', '+').replace('%2F', '/'),
-                                                 'error_code': 'CDC:ErrSinkURIInvalid'})
+    echoed = 'sink uri invalid: ' + SINK.replace('%2B', '+').replace('%2F', '/')
+    ticdc.inject('POST', '/changefeeds$', 400, {'error_msg': echoed, 'error_code': 'CDC:ErrSinkURIInvalid'})
     result = run_module(ticdc_changefeed, args(ticdc), diff=True)
     assert result['failed'] is True
     assert 'POST /api/v2/changefeeds failed: HTTP 400 CDC:ErrSinkURIInvalid' in result['msg']
