@@ -1,0 +1,96 @@
+"""roles/_kubernetes through ansible-playbook in render mode: files, idempotence, and preflight failures."""
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+PLAYBOOK = os.path.join(TOP, "tests", "unit", "kubernetes", "playbooks", "render.yml")
+INVENTORY = os.path.join(TOP, "inventories", "k8s")
+sys.path.insert(0, os.path.join(TOP, "tools"))
+import k8s_check  # noqa: E402  pylint: disable=wrong-import-position
+
+
+def run_playbook(inventory, *extra_vars):
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(TOP, "ansible.cfg"), ANSIBLE_PYTHON_INTERPRETER=sys.executable,
+               ANSIBLE_NOCOLOR="1", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default")
+    command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", inventory, PLAYBOOK]
+    for extra in extra_vars:
+        command += ["-e", extra if isinstance(extra, str) else json.dumps(extra)]
+    return subprocess.run(command, cwd=TOP, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def recap(output):
+    line = [line for line in output.splitlines() if line.startswith("pd-0")][-1]
+    return dict(part.split("=") for part in line.split(":", 1)[1].split())
+
+
+def test_render_writes_every_manifest_and_is_idempotent(tmp_path):
+    out = tmp_path / "manifests"
+    first = run_playbook(INVENTORY, "tidb_k8s_render_dir=%s" % out)
+    assert first.returncode == 0, first.stdout[-3000:]
+    files = sorted(os.listdir(out))
+    assert files == ["00-namespace.yaml", "10-pd.yaml", "20-tikv.yaml", "30-tidb.yaml", "40-minio-secrets.yaml",
+                     "40-minio.yaml", "45-minio_bucket.yaml", "50-ticdc.yaml", "60-tici_meta-secrets.yaml",
+                     "60-tici_meta.yaml", "65-tici_worker-secrets.yaml", "65-tici_worker.yaml",
+                     "70-tiflash-secrets.yaml", "70-tiflash.yaml"]
+    for name in files:
+        mode = stat.S_IMODE(os.stat(out / name).st_mode)
+        assert mode == (0o600 if "secrets" in name else 0o644), name
+    objects = k8s_check.load([str(out)])
+    assert len(objects) == 35
+    assert k8s_check.check(objects, secrets=["change-me-example-password"]) == []
+    kinds = [o["kind"] for o in objects if "secrets" not in str(o)]
+    assert kinds.count("StatefulSet") == 8 and kinds.count("Job") == 1
+    # No secret reached the log.
+    assert "change-me-example-password" not in first.stdout + first.stderr
+
+    second = run_playbook(INVENTORY, "tidb_k8s_render_dir=%s" % out)
+    assert second.returncode == 0, second.stdout[-3000:]
+    assert recap(second.stdout)["changed"] == "0"
+
+
+@pytest.fixture
+def inventory_without(tmp_path):
+    """A copy of inventories/k8s without the given groups' hosts."""
+    def make(*groups):
+        with open(os.path.join(INVENTORY, "hosts.yml"), encoding="utf-8") as handle:
+            hosts = yaml.safe_load(handle)
+        for group in groups:
+            hosts["all"]["children"][group]["hosts"] = {}
+        directory = tmp_path / "inventory"
+        directory.mkdir()
+        shutil.copytree(os.path.join(INVENTORY, "group_vars"), directory / "group_vars")
+        with open(directory / "hosts.yml", "w", encoding="utf-8") as handle:
+            yaml.safe_dump(hosts, handle)
+        return str(directory)
+    return make
+
+
+@pytest.mark.parametrize("case, extra, variable", [
+    ("namespace", {"tidb_k8s_namespace": "TiDB_Prod"}, "tidb_k8s_namespace must be a DNS-1123 label"),
+    ("storage", {"tidb_k8s_storage": {"pd": "10 GB", "tikv": "1Gi", "tiflash": "1Gi", "ticdc": "1Gi", "tici_worker": "1Gi",
+                                      "minio": "1Gi"}}, "tidb_k8s_storage.pd must be a Kubernetes quantity"),
+    ("no s3", {"tici_s3": {"bucket": "ticidefaultbucket", "prefix": "tici"}}, "tici_s3.access_key is required"),
+    ("no tikv", "tikv_servers", "tikv_servers must have at least one host"),
+    ("render dir", {"tidb_k8s_render_dir": "/proc/tidbops-nowhere/manifests"}, "tidb_k8s_render_dir"),
+])
+def test_bad_input_fails_before_anything_is_written(tmp_path, inventory_without, case, extra, variable):
+    out = tmp_path / "manifests"
+    inventory = INVENTORY
+    extras = ["tidb_k8s_render_dir=%s" % out]
+    if isinstance(extra, str):
+        inventory = inventory_without(extra)
+    else:
+        extras.append(extra)
+    result = run_playbook(inventory, *extras)
+    assert result.returncode != 0, case
+    assert variable in result.stdout, result.stdout[-3000:]
+    assert not out.exists(), "%s: files were written before the preflight failed" % case
+    assert "change-me-example-password" not in result.stdout + result.stderr
