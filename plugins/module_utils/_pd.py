@@ -98,6 +98,7 @@ class ReplicationConfig:
 
     def wait_visible(self, changes):
         """GET until every posted value reads back; return the last config."""
+        self.deadline.restart_backoff()
         while True:
             current = self.get()
             pending = [key for key, (_old, new) in changes.items() if canonical(current.get(key)) != canonical(new)]

@@ -29,6 +29,10 @@ SECRET_QUERY_KEYS = frozenset((
 _SECRET_KEY_PATTERN = re.compile(r'(secret|password|passwd|accesskey|token|credential|accountkey|saskey|privatekey)')
 
 
+# A URI inside free text: a scheme, '://', then anything up to whitespace or a quote.
+_URI_IN_TEXT = re.compile(r'[A-Za-z][A-Za-z0-9+.-]*://[^\s\'"]+')
+
+
 def _is_secret_key(name):
     return bool(_SECRET_KEY_PATTERN.search(str(name).lower().replace('-', '').replace('_', '')))
 
@@ -107,7 +111,7 @@ class Redactor:
             encoded = quote(secret, safe='')
             if encoded != secret:
                 text = text.replace(encoded, MASK)
-        return mask_uri(text) if ' ' not in text else text
+        return _URI_IN_TEXT.sub(lambda match: mask_uri(match.group(0)), text)
 
     def data(self, data):
         """Mask ``data`` (see mask_data) and remove known secrets from every string in it."""

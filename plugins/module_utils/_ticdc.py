@@ -232,6 +232,7 @@ class ChangefeedApi:
 
     def wait_until(self, wanted, what):
         """GET until ``wanted(info)`` holds (info is None when absent); return the last info."""
+        self.deadline.restart_backoff()
         while True:
             info = self.get()
             if wanted(info):

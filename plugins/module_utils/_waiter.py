@@ -31,8 +31,13 @@ class Deadline:
         self._sleep = sleep
         self.timeout = float(timeout)
         self.started = clock()
-        self.delay = max(float(interval), 0.01)
-        self.max_delay = max(float(max_delay), self.delay)
+        self.interval = max(float(interval), 0.01)
+        self.delay = self.interval
+        self.max_delay = max(float(max_delay), self.interval)
+
+    def restart_backoff(self):
+        """Start the next series of attempts at ``interval`` again (the deadline stays)."""
+        self.delay = self.interval
 
     def elapsed(self):
         return self._clock() - self.started
@@ -116,6 +121,7 @@ def wait_for(probe, deadline, check_mode=False):
 
 def retry(send, is_transient, deadline):
     """Call ``send()`` until its response is not transient or the deadline passes; return the last one."""
+    deadline.restart_backoff()
     while True:
         response = send()
         if not is_transient(response) or not deadline.pause():

@@ -54,3 +54,9 @@ def test_redactor_text_and_encoded_forms():
     text = redactor.text('[CDC:ErrSinkURIInvalid]sink uri invalid: secret s3cr+et/key (s3cr%2Bet%2Fkey) AKIA123')
     assert 's3cr' not in text and 'AKIA123' not in text
     assert redactor.data({'a': ['s3cr+et/key in a list']}) == {'a': [MASK + ' in a list']}
+
+
+def test_redactor_masks_uris_inside_text_even_with_unknown_secrets():
+    text = Redactor().text("sink uri invalid 's3://b/p?access-key=AK1&secret-access-key=other': failed")
+    assert 'AK1' not in text and 'other' not in text
+    assert text.startswith("sink uri invalid 's3://b/p?access-key=") and text.endswith("': failed")

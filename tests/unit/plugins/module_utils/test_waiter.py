@@ -99,3 +99,11 @@ def test_retry_returns_last_at_deadline():
     calls = []
     assert retry(lambda: calls.append(1) or 503, lambda status: True, dl) == 503
     assert len(calls) == 3  # at 0, 0.4 and 1.0 (the 0.6 pause is capped to what is left), then no time is left
+
+
+def test_each_retry_series_starts_at_the_interval():
+    dl, clock = deadline(100, 1.0)
+    answers = iter([503, 503, 200, 503, 200])
+    assert retry(lambda: next(answers), lambda status: status == 503, dl) == 200
+    assert retry(lambda: next(answers), lambda status: status == 503, dl) == 200
+    assert clock.sleeps == [1.0, 1.5, 1.0]
