@@ -221,6 +221,7 @@ class Runtime:
         self.stop_event = threading.Event()
         self.ready_event = threading.Event()
         self._closers = []
+        self.unbound = 0  # HTTP listeners still held back by TIDBSIM_LISTEN_DELAY
         self.marker = None
         if data_dir:
             self.marker = Marker(data_dir, component, name)
@@ -253,7 +254,7 @@ class Runtime:
         """Mark ready once the start delay has passed (never, with TIDBSIM_NEVER_READY). Logs the instant once."""
         if self.ready_event.is_set():
             return True
-        if self.faults.never_ready or not self.start_delay_passed():
+        if self.faults.never_ready or not self.start_delay_passed() or self.unbound:
             return False
         self.ready_event.set()
         line = {"tidbsim": "ready", "component": self.component, "name": self.name,
@@ -378,9 +379,12 @@ class HttpService:
         """Bind now, or after TIDBSIM_LISTEN_DELAY seconds in the background."""
         delay = self.runtime.faults.listen_delay
         if delay > 0:
+            self.runtime.unbound += 1
+
             def later():
                 if not self.runtime.stop_event.wait(delay):
                     self._bind()
+                    self.runtime.unbound -= 1
             threading.Thread(target=later, daemon=True).start()
         else:
             self._bind()

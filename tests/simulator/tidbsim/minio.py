@@ -197,9 +197,11 @@ def main(argv):
         if runtime.faults.listen_delay and runtime.stop_event.wait(runtime.faults.listen_delay):
             return
         server = make_server(host, port, app, threaded=True)
+        runtime.unbound -= 1
         runtime.on_close(server.shutdown)
         runtime.log(f"S3 API listening on {host}:{port}")
         server.serve_forever()
+    runtime.unbound += 1  # not ready before the S3 port listens
     threading.Thread(target=serve, daemon=True).start()
     if flags["console-address"]:
         console = common.Router()

@@ -183,6 +183,10 @@ class Sim:
         self.close()
 
     def close(self):
+        """SIGTERM everything at once, then reap."""
+        for proc in self.procs:
+            if proc.popen and proc.popen.poll() is None:
+                proc.popen.terminate()
         for proc in reversed(self.procs):
             proc.stop()
 
