@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: tidbops.cluster contributors
 # Apache License 2.0 (see LICENSE)
 """Reviewer's structural checks over rendered Kubernetes manifests (schemas are kubernetes-validate's job).

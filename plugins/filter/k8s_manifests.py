@@ -450,8 +450,8 @@ def _minio(cluster):
         volumes = ["%s/minio" % DATA_DIR]
     else:
         # Distributed mode: every server lists all of them with MinIO's {0...N} expansion.
-        volumes = ["http://%s-{0...%d}.%s.%s.svc:%d%s/minio" % (name, replicas - 1, peer_service(cluster, "minio"),
-                                                                 cluster["namespace"], port, DATA_DIR)]
+        volumes = ["http://%s-{0...%d}.%s.%s.svc:%d%s/minio"
+                   % (name, replicas - 1, peer_service(cluster, "minio"), cluster["namespace"], port, DATA_DIR)]
     args = ["server"] + volumes + ["--address=:%d" % port, "--console-address=:%d" % console]
     env = [_secret_env("MINIO_ROOT_USER", secret_name, "root-user"), _secret_env("MINIO_ROOT_PASSWORD", secret_name, "root-password")]
     ports = [("s3", port), ("console", console)]

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
-# Copyright (c) tidbops.cluster contributors
-# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# Copyright (c) tidbops maintainers
+# Apache License 2.0 (see LICENSE)
 """Rollout waiting for StatefulSets and Jobs.
 
 This is a private module_utils of tidbops.cluster: its interface may change at any time.

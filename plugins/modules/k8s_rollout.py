@@ -1,7 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
-# Copyright (c) tidbops.cluster contributors
-# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# Copyright (c) tidbops maintainers
+# Apache License 2.0 (see LICENSE)
 
 from __future__ import absolute_import, division, print_function
 
@@ -19,7 +19,10 @@ description:
   - A Job is done when it has the condition C(Complete); the condition C(Failed) fails at once.
   - A missing object, API server errors (5xx, 429) and connection errors count as "not yet".
   - On timeout the module fails with the last observation.
-author: tidbops.cluster contributors
+author:
+  - tidbops maintainers (@tidbops)
+extends_documentation_fragment:
+  - tidbops.cluster.attributes
 requirements:
   - kubernetes (Python library)
 attributes:

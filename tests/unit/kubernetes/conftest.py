@@ -12,6 +12,7 @@ def _km():
     # Imported lazily: a conftest loads before Ansible's collection finder is set up.
     return importlib.import_module("ansible_collections.tidbops.cluster.plugins.filter.k8s_manifests")
 
+
 SECRETS = {
     "access_key": "AKIAEXAMPLEKEY0001",
     "secret_key": "s3cr3t+/=Key&with?chars",
