@@ -21,11 +21,11 @@ import socket
 import ssl
 import traceback
 
+from urllib.error import HTTPError, URLError
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from ansible.module_utils.basic import missing_required_lib
 from ansible.module_utils.common.text.converters import to_text
-from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
 from ansible.module_utils.urls import Request, make_context
 
 # Argument specs of the shared option families; documented in plugins/doc_fragments/connection.py.

@@ -61,7 +61,10 @@ def mask_uri(uri):
         '%s=%s' % (quote(key, safe=''), MASK if key.lower() in SECRET_QUERY_KEYS else quote(value, safe='/:,'))
         for key, value in pairs
     )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    masked = urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    if not netloc:  # urlunsplit drops the '//' of 'blackhole://?...'; keep the URI as written
+        masked = masked.replace(parts.scheme + ':', parts.scheme + '://', 1)
+    return masked
 
 
 def secret_values(uri):

@@ -16,6 +16,7 @@ S3 = 's3://bucket/prefix/cdc?protocol=canal-json&endpoint=http://minio0:9000&acc
     (S3, ['AKIA123', 's3cr', 'secret-access-key=s3'], ['protocol=canal-json', 'endpoint=http://minio0:9000', 's3://bucket/prefix/cdc']),
     ('mysql://root:p4ss@tidb0:4000/', ['p4ss'], ['mysql://root:' + MASK + '@tidb0:4000/']),
     ('kafka://k0:9092/topic?sasl-user=u&sasl-password=pw0', ['pw0'], ['sasl-user=u']),
+    ('blackhole://?protocol=canal-json&secret-access-key=x1', ['x1'], ['blackhole://?protocol=canal-json&secret-access-key=' + MASK]),
 ])
 def test_mask_uri(uri, hidden, kept):
     masked = mask_uri(uri)
