@@ -357,26 +357,28 @@ class Converge:
 
     def diff_views(self):
         """Before and after of the managed fields (unmasked: the caller masks them)."""
-        before = self._view(self.before, self.before.get('state') if self.before else None) if self.before else {}
+        before = self._view(self.before) if self.before else {}
         if self.params['state'] == 'absent':
-            after = {}
-        else:
-            after = dict(sink_uri=self.params['sink_uri'], state='stopped' if self.params['state'] == 'paused' else 'normal')
-            if self.params.get('replica_config'):
-                after['replica_config'] = self.params['replica_config']
-            if self.params.get('target_ts') is not None:
-                after['target_ts'] = self.params['target_ts']
-            if self.before and not self.planned:
-                after['state'] = before.get('state')
-            elif self.before and self.params['state'] == 'present' and before.get('state') in RUNNING_STATES:
-                after['state'] = before['state']
+            return before, {}
+        after = dict(sink_uri=self.params['sink_uri'], state=self._expected_state(before.get('state')))
+        if self.params.get('replica_config'):
+            after['replica_config'] = self.params['replica_config']
+        if self.params.get('target_ts') is not None:
+            after['target_ts'] = self.params['target_ts']
         return before, after
 
-    def _view(self, info, state):
+    def _expected_state(self, state):
+        """The state the changefeed ends in: a state that already fits the wish is kept."""
+        running = state in RUNNING_STATES
+        if self.params['state'] == 'present':
+            return state if running else 'normal'
+        return state if state and not running else STOPPED
+
+    def _view(self, info):
         sink_uri = info.get('sink_uri')
         if self.params.get('sink_uri') and sink_uri_equal(self.params['sink_uri'], sink_uri):
             sink_uri = self.params['sink_uri']  # the same URI; the server's re-encoding is no difference
-        view = dict(sink_uri=sink_uri, state=state)
+        view = dict(sink_uri=sink_uri, state=info.get('state'))
         if self.params.get('replica_config'):
             view['replica_config'] = project(info.get('config'), self.params['replica_config'])
         if self.params.get('target_ts') is not None:
