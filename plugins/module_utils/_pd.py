@@ -40,24 +40,30 @@ def canonical(value):
     return text.lower() if text.lower() in ('true', 'false') else text
 
 
+_TRUE = ('true', 'yes', 'on')
+_FALSE = ('false', 'no', 'off')
+
+
+def _is_boolean(value):
+    return isinstance(value, bool) or (isinstance(value, str) and value.lower() in ('true', 'false'))
+
+
 def wire_value(desired, current):
-    """Encode ``desired`` the way PD expects for a key whose current value is ``current``."""
-    if isinstance(current, bool):
-        return bool(desired) if not isinstance(desired, str) else desired.lower() in ('true', 'yes', 'on', '1')
+    """Encode ``desired`` the way PD expects for a key whose current value is ``current``; ValueError if it cannot be."""
+    if _is_boolean(current):
+        text = canonical(desired).lower()
+        if text not in _TRUE + _FALSE:
+            raise ValueError('expected a boolean, got %r' % (desired,))
+        return 'true' if text in _TRUE else 'false'
     if isinstance(current, (int, float)):
         try:
-            return int(desired) if float(desired).is_integer() else float(desired)
+            number = float(desired)
         except (TypeError, ValueError):
-            raise PdError('expected a number, got %r' % (desired,))
-    if isinstance(desired, bool):
-        return 'true' if desired else 'false'
-    if isinstance(current, str) and current.lower() in ('true', 'false') and isinstance(desired, str):
-        if desired.lower() not in ('true', 'false', 'yes', 'no', 'on', 'off'):
-            raise PdError('expected a boolean, got %r' % desired)
-        return 'true' if desired.lower() in ('true', 'yes', 'on') else 'false'
+            raise ValueError('expected a number, got %r' % (desired,)) from None
+        return int(number) if number.is_integer() else number
     if isinstance(desired, (list, tuple)):
         return ','.join(str(item) for item in desired)
-    return str(desired) if not isinstance(desired, str) else desired
+    return canonical(desired) if isinstance(desired, bool) else str(desired)
 
 
 def differences(current, settings):
@@ -69,8 +75,8 @@ def differences(current, settings):
     for key, desired in settings.items():
         try:
             wanted = wire_value(desired, current[key])
-        except PdError as exc:
-            raise PdError('settings.%s: %s' % (key, str(exc).split(': ', 1)[-1]))
+        except ValueError as exc:
+            raise PdError('settings.%s: %s' % (key, exc)) from None
         if canonical(wanted) != canonical(current[key]):
             changes[key] = (current[key], wanted)
     return changes
