@@ -1,7 +1,8 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright (c) tidbops maintainers
-# Apache License 2.0 (see LICENSE)
+# Apache License 2.0 (see LICENSE). Runs inside Ansible, which is licensed under the
+# GNU General Public License v3.0+ (https://www.gnu.org/licenses/gpl-3.0.txt); Apache 2.0 code may be combined with it.
 
 from __future__ import absolute_import, division, print_function
 
