@@ -34,7 +34,7 @@ def cluster(tmp_path_factory):
         minio = sim.minio(user=S3_USER, password=S3_SECRET)
         # Only the processes' start-up; readiness is what the module under test decides.
         sim.wait_ready(pd, tikv, cdc, tidb, minio)
-        yield dict(pd=pd, tikv=tikv, cdc=cdc, tidb=tidb, minio=minio)
+        yield dict(sim=sim, pd=pd, tikv=tikv, cdc=cdc, tidb=tidb, minio=minio)
 
 
 def ready(run_module, **args):
@@ -118,3 +118,22 @@ def test_s3_changefeed_never_shows_the_secret(cluster, run_module):
     for result in results + [wrong]:
         text = json.dumps(result)
         assert S3_SECRET not in text and quote(S3_SECRET, safe='') not in text and 'e2e+Secret' not in text
+
+
+@pytest.mark.skipif(not hasattr(testing.Sim, 'tici') or not hasattr(testing.Sim, 'tiflash'), reason='tidbsim has no TiCI/TiFlash yet')
+def test_tici_meta_election_and_tiflash_store(cluster, run_module, tmp_path):
+    sim = cluster['sim']
+    pd, tidb = cluster['pd'], cluster['tidb']
+    meta = sim.tici('meta', pd, '[tidb-server]\ndsns = ["mysql://root@127.0.0.1:%d"]\n' % tidb.port)
+    meta.wait_ready()
+    ready(run_module, component='tici_meta', endpoints=[meta.url(port=meta.status_port)], pd_endpoint=pd.url())
+    service, proxy, status = testing.free_ports(3)
+    flash = sim.tiflash('\n'.join([
+        'path = "{data_dir}"', '[flash]', 'service_addr = "127.0.0.1:%d"' % service,
+        '[flash.proxy]', 'addr = "127.0.0.1:%d"' % proxy, 'status-addr = "127.0.0.1:%d"' % status,
+        '[raft]', 'pd_addr = "127.0.0.1:%d"' % pd.port, '']))
+    flash.wait_ready()
+    run_module(pd_replication_config, dict(pd_endpoint=pd.url(), settings={'enable-placement-rules': True}))
+    result = ready(run_module, component='tiflash', pd_endpoint=pd.url(), store_addresses=['127.0.0.1:%d' % service],
+                   endpoints=['http://127.0.0.1:%d' % status])
+    assert [i['reason'] for i in result['instances']][-1] == 'store-status Running'
