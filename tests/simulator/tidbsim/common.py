@@ -5,6 +5,7 @@ fault switches read from the environment, the data-dir marker, the JSON "ready" 
 SIGTERM handling.
 """
 
+import faulthandler
 import json
 import os
 import re
@@ -219,6 +220,7 @@ class Runtime:
         self.started = time.monotonic()
         self.faults = Faults(component)
         self.stop_event = threading.Event()
+        self.signalled = None
         self.ready_event = threading.Event()
         self._closers = []
         self.unbound = 0  # HTTP listeners still held back by TIDBSIM_LISTEN_DELAY
@@ -229,6 +231,7 @@ class Runtime:
                 self.log(f"data dir {data_dir} kept marker {self.marker.data['id']} (start #{self.marker.data['starts']})")
             else:
                 self.log(f"data dir {data_dir} is new, wrote marker {self.marker.data['id']}")
+        faulthandler.register(signal.SIGUSR1)  # `kill -USR1` dumps every thread's stack: for hangs
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         if self.faults.crash_after > 0:
@@ -240,8 +243,8 @@ class Runtime:
         print(f"[tidbsim {self.component} {self.name}] {message}", file=sys.stderr, flush=True)
 
     def _on_signal(self, signum, _frame):
-        self.log(f"received signal {signum}, shutting down")
-        self.stop_event.set()
+        # No locks in a signal handler (Event.set could deadlock on a second signal): set a plain flag.
+        self.signalled = signum
 
     def _crash(self):
         self.log(f"TIDBSIM_CRASH_AFTER={self.faults.crash_after:g}: crashing on purpose")
@@ -288,8 +291,10 @@ class Runtime:
 
     def wait_forever(self):
         """Block until SIGTERM/SIGINT, close listeners, exit 0."""
-        while not self.stop_event.wait(0.5):
-            pass
+        while self.signalled is None:
+            time.sleep(0.05)
+        self.log(f"received signal {self.signalled}, shutting down")
+        self.stop_event.set()
         for closer in reversed(self._closers):
             try:
                 closer()

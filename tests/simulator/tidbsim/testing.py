@@ -16,6 +16,7 @@ Environment overrides (fault switches, delays) go in `env=` of each starter.
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -107,6 +108,7 @@ class Proc:
         self.stderr_lines = []
         self._ready = threading.Event()
         self.popen = None
+        self.stop_timed_out = False
 
     def start(self):
         self.ready_line = None
@@ -150,6 +152,10 @@ class Proc:
             try:
                 self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
+                self.popen.send_signal(signal.SIGUSR1)  # stack dump into the output, for the failure report
+                time.sleep(0.5)
+                self.stop_timed_out = True
+                sys.stderr.write(f"tidbsim: {self.binary} {self.name} ignored SIGTERM for {timeout}s:\n{self.output}\n")
                 self.popen.kill()
                 self.popen.wait()
         return self.popen.returncode if self.popen else None
