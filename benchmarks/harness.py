@@ -1,0 +1,307 @@
+# Copyright (c) tidbops.cluster contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Drive site.yml/destroy.yml on private copies of the shipped inventories.
+
+Shared by benchmarks/run.py and tests/integration/reliability. Every cluster made here gets its own
+name, config root and a port offset, so it never meets another cluster on this machine.
+"""
+
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+CALLBACKS = REPO / "benchmarks" / "callback_plugins"
+
+# Inventory group -> (component kind, {port variable: default}), as in the component roles' defaults.
+GROUPS = {
+    "pd_servers": ("pd", {"client_port": 2379, "peer_port": 2380}),
+    "tikv_servers": ("tikv", {"port": 20160, "status_port": 20180}),
+    "tidb_servers": ("tidb", {"port": 4000, "status_port": 10080}),
+    "minio_servers": ("minio", {"port": 9000, "console_port": 9001}),
+    "cdc_servers": ("ticdc", {"port": 8300}),
+    "tici_meta_servers": ("tici_meta", {"port": 8500, "status_port": 8501}),
+    "tici_worker_servers": ("tici_worker", {"port": 8510, "status_port": 8511}),
+    "tiflash_servers": ("tiflash", {"flash_service_port": 3930, "flash_proxy_port": 20170, "flash_proxy_status_port": 20292,
+                                    "metrics_port": 8234, "tici_reader_port": 8520}),
+}
+KINDS = [kind for kind, _ in GROUPS.values()]
+# Every default port of the shipped inventories, to keep shifted copies clear of them.
+_SHIPPED_PORTS = sorted({port for _, ports in GROUPS.values() for port in ports.values()}
+                        | {2382, 2383, 2384, 2385, 20161, 20162, 20181, 20182})
+
+
+def collections_path():
+    """Where tidbops.cluster is resolved: this checkout, unless TIDBOPS_COLLECTIONS_PATH names another tree."""
+    return Path(os.environ.get("TIDBOPS_COLLECTIONS_PATH", REPO / ".collections"))
+
+
+def collection_root():
+    return collections_path() / "ansible_collections" / "tidbops" / "cluster"
+
+
+def load_yaml(path):
+    with open(path, encoding="utf-8") as handle:
+        return yaml.safe_load(handle) or {}
+
+
+def write_private(path, text):
+    """Files we hand to ansible-playbook may hold test secrets: owner-only."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def ports_free(ports):
+    for port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+def pick_offset(hosts_file, rng=None):
+    """A port offset whose shifted ports collide with no shipped default and are free right now."""
+    rng = rng or random.Random()
+    wanted = sorted(set(inventory_ports(load_yaml(hosts_file))))
+    for _ in range(200):
+        offset = rng.randrange(10000, 65000 - max(wanted), 7)
+        shifted = [port + offset for port in wanted]
+        if set(shifted) & set(_SHIPPED_PORTS):
+            continue
+        if ports_free(shifted):
+            return offset
+    raise RuntimeError(f"no free port offset for {hosts_file}")
+
+
+def _groups(hosts_yml):
+    return hosts_yml["all"]["children"]
+
+
+def inventory_ports(hosts_yml, offset=0):
+    """Every port an inventory's instances use, shifted by offset."""
+    ports = []
+    for group, body in _groups(hosts_yml).items():
+        defaults = GROUPS[group][1]
+        for host_vars in (body.get("hosts") or {}).values():
+            for var, default in defaults.items():
+                ports.append(int((host_vars or {}).get(var, default)) + offset)
+    return ports
+
+
+def shift_inventory(hosts_yml, offset):
+    """A copy of hosts.yml with every port variable written out explicitly, shifted by offset."""
+    out = json.loads(json.dumps(hosts_yml))
+    for group, body in _groups(out).items():
+        defaults = GROUPS[group][1]
+        for host, host_vars in (body.get("hosts") or {}).items():
+            host_vars = dict(host_vars or {})
+            for var, default in defaults.items():
+                host_vars[var] = int(host_vars.get(var, default)) + offset
+            body["hosts"][host] = host_vars
+    return out
+
+
+def simulator_vars():
+    """inventories/simulator.yml; TIDBOPS_SIM_IMAGE swaps the image (e.g. a locally patched build)."""
+    sim = load_yaml(REPO / "inventories" / "simulator.yml")
+    image = os.environ.get("TIDBOPS_SIM_IMAGE")
+    if image:
+        sim["tidb_images"] = {component: image for component in sim["tidb_images"]}
+    return sim
+
+
+class PlaybookRun:
+    """One finished ansible-playbook run: rc, output, wall time and the timeline events."""
+
+    def __init__(self, rc, stdout, wall_s, events, started):
+        self.rc = rc
+        self.stdout = stdout
+        self.wall_s = wall_s
+        self.events = events
+        self.started = started
+
+    def tasks(self, status=None):
+        return [e for e in self.events if e["event"] == "task_end" and (status is None or e["status"] == status)]
+
+    @property
+    def recap(self):
+        for event in self.events:
+            if event["event"] == "recap":
+                return event["hosts"]
+        return {}
+
+    @property
+    def changed(self):
+        return sum(stats.get("changed", 0) for stats in self.recap.values())
+
+    @property
+    def failed(self):
+        return self.tasks("failed")
+
+    def gate_ends(self):
+        """component kind -> wall time the component's (last) gate task returned ok."""
+        ends = {}
+        for event in self.tasks("ok"):
+            if event.get("component"):
+                ends[event["component"]] = event["t"]
+        return ends
+
+    def gate_starts(self):
+        starts = {}
+        for event in self.events:
+            if event["event"] == "task_start" and event.get("component"):
+                starts.setdefault(event["component"], event["t"])
+        return starts
+
+
+def read_events(path):
+    events = []
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                if line.strip():
+                    events.append(json.loads(line))
+    return events
+
+
+class Cluster:
+    """A private copy of inventories/<base>: own name, ports, config root and work dir."""
+
+    def __init__(self, base="local", name=None, offset=None, workdir=None, group_vars=None, sim=True):
+        self.base = base
+        self.name = name or f"bench{os.getpid() % 10000}{random.randrange(100, 1000)}"
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"tidbops-{self.name}-"))
+        self.config_root = self.workdir / "configs"
+        src = REPO / "inventories" / base
+        hosts = load_yaml(src / "hosts.yml")
+        self.offset = pick_offset(src / "hosts.yml") if offset is None else offset
+        self.inventory = self.workdir / "inventory"
+        (self.inventory / "group_vars").mkdir(parents=True, exist_ok=True)
+        self.hosts = shift_inventory(hosts, self.offset)
+        write_private(self.inventory / "hosts.yml", yaml.safe_dump(self.hosts, sort_keys=False))
+        all_vars = load_yaml(src / "group_vars" / "all.yml")
+        if sim:
+            all_vars.update(simulator_vars())
+        all_vars.update(tidb_cluster_name=self.name, tidb_config_root=str(self.config_root))
+        all_vars.update(group_vars or {})
+        self.group_vars = all_vars
+        write_private(self.inventory / "group_vars" / "all.yml", yaml.safe_dump(all_vars, sort_keys=False))
+        self._runs = 0
+
+    # ------------------------------------------------------------ inventory facts
+
+    def instances(self, kind=None):
+        """[(inventory host, kind, host vars)] in inventory order."""
+        found = []
+        for group, body in _groups(self.hosts).items():
+            group_kind = GROUPS[group][0]
+            if kind in (None, group_kind):
+                for host, host_vars in (body.get("hosts") or {}).items():
+                    found.append((host, group_kind, host_vars))
+        return found
+
+    def container(self, host):
+        return f"{self.name}-{host}"
+
+    # ------------------------------------------------------------ running playbooks
+
+    def env(self, timeline, extra_env=None, profile=False):
+        env = dict(os.environ)
+        env.update({
+            "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+            "ANSIBLE_COLLECTIONS_PATH": str(collections_path()),
+            "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
+            "ANSIBLE_CALLBACK_PLUGINS": str(CALLBACKS),
+            "ANSIBLE_CALLBACKS_ENABLED": "tidbops_timeline" + (",ansible.posix.profile_tasks" if profile else ""),
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_FORCE_COLOR": "0",
+            "ANSIBLE_RETRY_FILES_ENABLED": "0",
+            "TIDBOPS_TIMELINE": str(timeline),
+        })
+        env.update(extra_env or {})
+        return env
+
+    def command(self, playbook, extra_vars=None, args=()):
+        """argv for a playbook run; extra vars travel in a 0600 file, never on the command line."""
+        self._runs += 1
+        argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(self.inventory)]
+        if extra_vars:
+            vars_file = self.workdir / f"extra-{self._runs}.json"
+            write_private(vars_file, json.dumps(extra_vars))
+            argv += ["-e", f"@{vars_file}"]
+        argv += list(args) + [str(collection_root() / "playbooks" / f"{playbook}.yml")]
+        return argv
+
+    def start(self, playbook, extra_vars=None, args=(), extra_env=None, profile=False):
+        """Start a run in the background: (Popen with stdout piped, timeline path, start wall time)."""
+        timeline = self.workdir / f"timeline-{self._runs + 1}.jsonl"
+        argv = self.command(playbook, extra_vars, args)
+        started = time.time()
+        proc = subprocess.Popen(argv, cwd=REPO, env=self.env(timeline, extra_env, profile),  # pylint: disable=consider-using-with
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        return proc, timeline, started
+
+    def run(self, playbook, extra_vars=None, args=(), extra_env=None, profile=False, timeout=900):
+        proc, timeline, started = self.start(playbook, extra_vars, args, extra_env, profile)
+        clock = time.monotonic()
+        try:
+            stdout, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            stdout, _ = proc.communicate()
+        wall = time.monotonic() - clock
+        (self.workdir / f"output-{self._runs}.log").write_text(stdout, encoding="utf-8")
+        return PlaybookRun(proc.returncode, stdout, wall, read_events(timeline), started)
+
+    def site(self, extra_vars=None, **kwargs):
+        return self.run("site", extra_vars, **kwargs)
+
+    def destroy(self, remove_workdir=False):
+        """Remove containers, volumes and rendered files of this cluster."""
+        run = self.run("destroy", {"tidb_destroy_data": True})
+        leftovers = docker_names(self.name)
+        if leftovers:  # destroy.yml is under test too; never leave containers behind for the next test
+            subprocess.run(["docker", "rm", "-f", *leftovers], check=False, capture_output=True)
+        subprocess.run(["docker", "volume", "rm", "-f", *[f"{self.container(h)}-data" for h, _, _ in self.instances()]],
+                       check=False, capture_output=True)
+        shutil.rmtree(self.config_root, ignore_errors=True)
+        if remove_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        return run
+
+
+# ---------------------------------------------------------------- docker facts
+
+def docker_names(cluster_name):
+    out = subprocess.run(["docker", "ps", "-a", "--filter", f"label=tidbops.cluster={cluster_name}", "--format", "{{.Names}}"],
+                         check=True, capture_output=True, text=True).stdout
+    return sorted(name for name in out.split() if name)
+
+
+def docker_inspect(names):
+    if not names:
+        return []
+    out = subprocess.run(["docker", "inspect", *names], check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def ready_lines(container):
+    """The simulator's JSON "ready" lines (stdout) of one container, oldest first."""
+    proc = subprocess.run(["docker", "logs", container], check=False, capture_output=True, text=True)
+    lines = []
+    for line in proc.stdout.splitlines():
+        if line.startswith("{") and '"tidbsim": "ready"' in line:
+            lines.append(json.loads(line))
+    return lines

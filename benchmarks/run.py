@@ -1,0 +1,357 @@
+#!/usr/bin/env python3
+# Copyright (c) tidbops.cluster contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""make bench: how fast site.yml converges, against the dependency floor and a docker-compose peer.
+
+    .venv/bin/python benchmarks/run.py [--reps 3] [--topologies local,local-ha] [--no-compose]
+
+For each topology (a private copy of inventories/<name>, ports shifted, own cluster name): cold
+converge, no-op re-run, readiness detection latency and the changefeed's request count, --reps times;
+then the same containers as a docker-compose file, --reps times. Writes benchmarks/results/latest.json,
+latest.md and latest.png. Budgets are printed and written; the exit code is 1 when one is missed.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import compose  # noqa: E402  pylint: disable=wrong-import-position
+import graph  # noqa: E402  pylint: disable=wrong-import-position
+import harness  # noqa: E402  pylint: disable=wrong-import-position
+
+RESULTS = harness.REPO / "benchmarks" / "results"
+GATE_TIMEOUT = 300
+
+# Budgets: (key, description, check(result) -> (value, limit, passed)).
+BUDGETS = [
+    ("converge_vs_floor", "converge <= floor + 20 s",
+     lambda r: (r["converge_s"], r["floor_s"] + 20, r["converge_s"] <= r["floor_s"] + 20)),
+    ("converge_vs_compose", "converge <= 1.25 x compose",
+     lambda r: (r["converge_s"], None if r["compose_s"] is None else 1.25 * r["compose_s"],
+                r["compose_s"] is not None and r["converge_s"] <= 1.25 * r["compose_s"])),
+    ("noop", "no-op re-run <= 15 s with changed=0",
+     lambda r: (r["noop_s"], 15, r["noop_s"] <= 15 and r["noop_changed"] == 0)),
+    ("detect", "detection latency median <= 0.5 s",
+     lambda r: (r["detect_latency_median_s"], 0.5,
+                r["detect_latency_median_s"] is not None and r["detect_latency_median_s"] <= 0.5)),
+    ("changefeed", "idempotent changefeed run = 1 request",
+     lambda r: (r["changefeed_idempotent_requests"], 1, r["changefeed_idempotent_requests"] == 1)),
+]
+
+
+def log(message):
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def p95(values):
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    return values[min(len(values) - 1, round(0.95 * (len(values) - 1)))]
+
+
+def ensure_docker_compose():
+    """Debian's docker-compose 1.29 (it understands condition: service_healthy); installed when missing."""
+    if shutil.which("docker-compose") is None:
+        log("installing docker-compose from apt")
+        subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "docker-compose"], check=True,
+                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"), stdout=subprocess.DEVNULL)
+    return subprocess.run(["docker-compose", "version", "--short"], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def machine_info():
+    cpu = ""
+    with open("/proc/cpuinfo", encoding="utf-8") as handle:
+        for line in handle:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+
+    def version(*argv):
+        proc = subprocess.run(argv, check=False, capture_output=True, text=True)
+        return (proc.stdout or proc.stderr).strip().splitlines()[0] if proc.returncode == 0 else None
+
+    return {
+        "cpus": os.cpu_count(), "cpu_model": cpu,
+        "mem_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30, 1),
+        "loadavg_start": os.getloadavg(), "kernel": platform.release(), "python": platform.python_version(),
+        "docker": version("docker", "version", "--format", "{{.Server.Version}}"),
+        "ansible_core": version(str(Path(sys.executable).parent / "ansible"), "--version"),
+    }
+
+
+def measure_container_start(image, samples=5):
+    """Median wall time of `docker run -d` (create + start) of the simulator image, host network."""
+    times = []
+    for i in range(samples):
+        name = f"tidbops-bench-start-{os.getpid()}-{i}"
+        clock = time.monotonic()
+        subprocess.run(["docker", "run", "-d", "--name", name, "--network", "host", "--entrypoint", "sleep", image, "30"],
+                       check=True, capture_output=True)
+        times.append(time.monotonic() - clock)
+        subprocess.run(["docker", "rm", "-f", name], check=False, capture_output=True)
+    return statistics.median(times)
+
+
+# ---------------------------------------------------------------- reading one run
+
+def phase_times(run):
+    """Play name -> seconds (play start to the next play start, or to the recap)."""
+    marks = [(e["t"], e.get("play")) for e in run.events if e["event"] == "play_start"]
+    end = next((e["t"] for e in run.events if e["event"] == "recap"), run.started + run.wall_s)
+    phases = {}
+    for (start, name), (stop, _) in zip(marks, marks[1:] + [(end, None)]):
+        phases[name] = phases.get(name, 0.0) + stop - start
+    return phases
+
+
+def task_profile(run, top=12):
+    """Where the time goes: the slowest tasks (start to the next task's start) and task counts per play."""
+    starts = [e for e in run.events if e["event"] in ("task_start", "play_start", "recap")]
+    per_task, per_play, play = {}, {}, None
+    for event, following in zip(starts, starts[1:]):
+        if event["event"] == "play_start":
+            play = event["play"]
+            continue
+        if event["event"] == "task_start":
+            per_task[event["task"]] = per_task.get(event["task"], 0.0) + following["t"] - event["t"]
+            per_play[play] = per_play.get(play, 0) + 1
+    slowest = sorted(per_task.items(), key=lambda item: -item[1])[:top]
+    return {"slowest_tasks": [{"task": name, "s": round(s, 2)} for name, s in slowest], "tasks_per_play": per_play,
+            "tasks_total": sum(per_play.values())}
+
+
+def detection_latencies(cluster, run):
+    """kind -> seconds from the last instance's logged ready instant to its gate's return."""
+    latencies = {}
+    for kind, gate_end in run.gate_ends().items():
+        instants = []
+        for host, _, _ in cluster.instances(kind):
+            lines = harness.ready_lines(cluster.container(host))
+            if lines:
+                instants.append(lines[-1]["wall"])
+        if instants:
+            latencies[kind] = gate_end - max(instants)
+    return latencies
+
+
+def changefeed_requests(run):
+    counts = [e["request_count"] for e in run.tasks("ok") if "request_count" in e]
+    return counts[-1] if counts else None
+
+
+# ---------------------------------------------------------------- the peer
+
+def compose_commands(cluster):
+    """Shell commands of the bucket and changefeed one-shots, with the settings site.yml used."""
+    from ansible_collections.tidbops.cluster.plugins.filter.tidb_config import tici_sink_uri  # pylint: disable=import-outside-toplevel
+
+    minio = cluster.instances("minio")[0][2]
+    cdc = cluster.instances("ticdc")[0][2]
+    user = cluster.group_vars["minio_root_user"]
+    password = cluster.group_vars["minio_root_password"]
+    bucket = "ticidefaultbucket"
+    endpoint = f"http://127.0.0.1:{minio['port']}"
+    s3 = {"endpoint": endpoint, "bucket": bucket, "prefix": "tici_default_prefix", "region": "us-east-1",
+          "access_key": user, "secret_key": password, "use_path_style": True}
+    # $$: compose would otherwise interpolate the shell variable.
+    bucket_cmd = (f"code=$$(curl -sS -o /dev/null -w '%{{http_code}}' -X PUT --user {shlex.quote(user + ':' + password)}"
+                  f" --aws-sigv4 aws:amz:us-east-1:s3 {endpoint}/{bucket}) && [ $$code = 200 -o $$code = 409 ]")
+    body = json.dumps({"changefeed_id": cluster.group_vars.get("tici_changefeed_id", "tici-replication-task"),
+                       "sink_uri": tici_sink_uri(s3),
+                       "replica_config": {"sink": {"protocol": "canal-json", "date_separator": "none"}}})
+    changefeed_cmd = (f"curl -fsS -X POST -H 'Content-Type: application/json' -d {shlex.quote(body.replace('$', '$$'))}"
+                      f" http://127.0.0.1:{cdc['port']}/api/v2/changefeeds")
+    return bucket_cmd, changefeed_cmd
+
+
+def bench_compose(cluster, reps, workdir):
+    path = compose.generate(cluster, workdir, *compose_commands(cluster))
+    cluster.destroy()  # same ports: the peer runs alone
+    peer = compose.Compose(path, f"{cluster.name}peer")
+    times = []
+    try:
+        for rep in range(reps):
+            peer.down()
+            seconds = peer.up_and_wait()
+            log(f"{cluster.base} compose rep {rep + 1}: {seconds:.1f} s")
+            times.append(seconds)
+    finally:
+        peer.down()
+    return times
+
+
+# ---------------------------------------------------------------- one topology
+
+def bench_topology(base, reps, container_start_s, with_compose):
+    cluster = harness.Cluster(base, name=f"bench{base.replace('local', 'l').replace('-', '')}")
+    extra = {"tidb_container_env": graph.container_env(), "tidb_gate_timeout": GATE_TIMEOUT}
+    samples = {"converge_s": [], "noop_s": [], "noop_changed": [], "changefeed_requests": [], "latencies": []}
+    phases, profile = [], None
+    log(f"{base}: cluster {cluster.name}, ports +{cluster.offset}, work dir {cluster.workdir}")
+    try:
+        for rep in range(reps):
+            cluster.destroy()
+            cold = cluster.site(extra, profile=True)
+            if cold.rc != 0:
+                raise RuntimeError(f"{base}: site.yml failed (rc {cold.rc}); see {cluster.workdir}:\n{cold.stdout[-3000:]}")
+            noop = cluster.site(extra)
+            latencies = detection_latencies(cluster, cold)
+            log(f"{base} rep {rep + 1}: converge {cold.wall_s:.1f} s, no-op {noop.wall_s:.1f} s "
+                f"(changed {noop.changed}), latencies {json.dumps({k: round(v, 2) for k, v in latencies.items()})}")
+            samples["converge_s"].append(cold.wall_s)
+            samples["noop_s"].append(noop.wall_s)
+            samples["noop_changed"].append(noop.changed)
+            samples["changefeed_requests"].append(changefeed_requests(noop))
+            samples["latencies"].append(latencies)
+            phases.append(phase_times(cold))
+            profile = task_profile(cold)
+        compose_times = bench_compose(cluster, reps, cluster.workdir / "compose") if with_compose else []
+    finally:
+        cluster.destroy()
+    all_latencies = [v for rep in samples["latencies"] for v in rep.values()]
+    floor_s, path = graph.critical_path(container_start_s)
+    return {
+        "converge_s": median(samples["converge_s"]),
+        "floor_s": round(floor_s, 2),
+        "floor_path": path,
+        "compose_s": median(compose_times),
+        "noop_s": median(samples["noop_s"]),
+        "noop_changed": max(samples["noop_changed"]),
+        "detect_latency_median_s": median(all_latencies),
+        "detect_latency_p95_s": p95(all_latencies),
+        "detect_latency_by_component_s": {kind: median([rep.get(kind) for rep in samples["latencies"]])
+                                          for kind in graph.START_DELAYS},
+        "changefeed_idempotent_requests": max((c for c in samples["changefeed_requests"] if c is not None), default=None),
+        "phases_s": {name: median([p.get(name) for p in phases]) for name in phases[0]} if phases else {},
+        "profile": profile,
+        "samples": dict(samples, compose_s=compose_times),
+        "repetitions": reps,
+        "instances": len(cluster.instances()),
+    }
+
+
+def check_budgets(result):
+    rows = []
+    for key, text, check in BUDGETS:
+        try:
+            value, limit, passed = check(result)
+        except TypeError:  # a measurement is missing
+            value, limit, passed = None, None, False
+        rows.append({"budget": key, "text": text, "value": value, "limit": limit, "pass": bool(passed)})
+    return rows
+
+
+# ---------------------------------------------------------------- output
+
+def _fmt(value, unit=" s"):
+    if value is None:
+        return "n/a"
+    return f"{value:.2f}{unit}" if isinstance(value, float) else f"{value}"
+
+
+def write_markdown(results, path):
+    lines = [f"Measured {results['measured_at']} on {results['machine']['cpus']} CPUs ({results['machine']['cpu_model']}), "
+             f"load average at start {', '.join(f'{x:.2f}' for x in results['machine']['loadavg_start'])}; "
+             f"median of {results['repetitions']} repetitions.", ""]
+    topologies = [t for t in ("local", "local_ha") if t in results]
+    lines += ["| Measure | " + " | ".join(topologies) + " |", "|---|" + "---|" * len(topologies)]
+    for key, label in [("converge_s", "cold converge (site.yml)"), ("floor_s", "floor (critical path)"),
+                       ("compose_s", "docker-compose peer"), ("noop_s", "no-op re-run"), ("noop_changed", "no-op changed tasks"),
+                       ("detect_latency_median_s", "readiness detection, median"), ("detect_latency_p95_s", "readiness detection, p95"),
+                       ("changefeed_idempotent_requests", "requests, idempotent changefeed run")]:
+        lines.append(f"| {label} | " + " | ".join(_fmt(results[t].get(key)) for t in topologies) + " |")
+    lines += ["", "| Budget | " + " | ".join(topologies) + " |", "|---|" + "---|" * len(topologies)]
+    for i, (_, text, _) in enumerate(BUDGETS):
+        cells = []
+        for t in topologies:
+            row = results[t]["budgets"][i]
+            cells.append(f"{'pass' if row['pass'] else 'FAIL'} ({_fmt(row['value'], '')} vs {_fmt(row['limit'], '')})")
+        lines.append(f"| {text} | " + " | ".join(cells) + " |")
+    if "ha_growth" in results:
+        lines += ["", f"Converge grows {results['ha_growth']['converge_ratio']:.2f}x from one instance of each component "
+                      f"({results['local']['instances']} instances) to the HA topology ({results['local_ha']['instances']} instances)."]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def write_chart(results, path):
+    import matplotlib  # pylint: disable=import-outside-toplevel
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
+    topologies = [t for t in ("local", "local_ha") if t in results]
+    fig, axes = plt.subplots(1, len(topologies), figsize=(6 * len(topologies), 4.5), squeeze=False)
+    for ax, topo in zip(axes[0], topologies):
+        res = results[topo]
+        bottom = 0.0
+        for name, seconds in res["phases_s"].items():
+            ax.bar("site.yml", seconds, bottom=bottom, label=name)
+            bottom += seconds
+        ax.bar("floor", res["floor_s"], color="grey")
+        if res["compose_s"] is not None:
+            ax.bar("compose", res["compose_s"], color="black")
+        ax.bar("no-op", res["noop_s"], color="tab:green")
+        ax.set_title(f"{topo}: seconds (median of {res['repetitions']})")
+        ax.set_ylabel("s")
+        ax.legend(fontsize=6, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reps", type=int, default=3, help="repetitions per measurement (default 3)")
+    parser.add_argument("--topologies", default="local,local-ha", help="inventories to copy (default local,local-ha)")
+    parser.add_argument("--no-compose", action="store_true", help="skip the docker-compose peer")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results directory (default benchmarks/results)")
+    args = parser.parse_args(argv)
+    if args.reps < 1:
+        parser.error("--reps must be at least 1")
+
+    results = {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "repetitions": args.reps,
+               "machine": machine_info(), "start_delays_s": graph.START_DELAYS, "graph": graph.DEPENDS}
+    if not args.no_compose:
+        results["machine"]["docker_compose"] = ensure_docker_compose()
+    image = harness.simulator_vars()["tidb_images"]["pd"]
+    results["container_start_s"] = measure_container_start(image)
+    log(f"container create+start: {results['container_start_s']:.2f} s")
+    for base in args.topologies.split(","):
+        key = base.replace("-", "_")
+        results[key] = bench_topology(base, args.reps, results["container_start_s"], not args.no_compose)
+        results[key]["budgets"] = check_budgets(results[key])
+    if "local" in results and "local_ha" in results:
+        results["ha_growth"] = {"converge_ratio": results["local_ha"]["converge_s"] / results["local"]["converge_s"],
+                                "converge_delta_s": results["local_ha"]["converge_s"] - results["local"]["converge_s"]}
+    results["machine"]["loadavg_end"] = os.getloadavg()
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "latest.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_markdown(results, args.out / "latest.md")
+    write_chart(results, args.out / "latest.png")
+    print((args.out / "latest.md").read_text(encoding="utf-8"))
+    missed = [f"{key}: {row['budget']}" for key in ("local", "local_ha") if key in results
+              for row in results[key]["budgets"] if not row["pass"]]
+    if missed:
+        log("budgets missed: " + ", ".join(missed))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
