@@ -59,6 +59,7 @@ UNREACHABLE = 'unreachable'
 TLS = 'tls'
 
 MAX_BODY_CHARS = 65536
+MIN_REQUEST_TIMEOUT = 1.0
 
 
 class Response:
@@ -264,7 +265,8 @@ class HttpClient:
             headers['Content-Type'] = 'application/json'
         target, headers = self.transport.prepare(url, headers)
         self.sent.append((method, url))
-        timeout = self.request_timeout if timeout is None else max(0.1, min(timeout, self.request_timeout))
+        # Bounded by what is left of the caller's deadline, but long enough for one answer.
+        timeout = self.request_timeout if timeout is None else max(MIN_REQUEST_TIMEOUT, min(timeout, self.request_timeout))
         try:
             reply = Request().open(method, target, data=data, headers=headers, timeout=timeout, follow_redirects='safe',
                                    http_agent='tidbops.cluster', use_netrc=False, context=self.transport.context)

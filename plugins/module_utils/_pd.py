@@ -24,6 +24,10 @@ class PdError(Exception):
     pass
 
 
+class PdUnavailable(PdError):
+    """PD gave only transient answers (or none) until the deadline."""
+
+
 def is_transient(response):
     return response.status is None or response.status >= 500
 
@@ -93,6 +97,8 @@ class ReplicationConfig:
     def get(self):
         response = retry(lambda: self.client.get(self.url, timeout=self.deadline.remaining()), is_transient, self.deadline)
         data = response.json
+        if is_transient(response):
+            raise PdUnavailable('GET %s: %s' % (REPLICATE_PATH, response.describe()))
         if not response.ok or not isinstance(data, dict):
             raise PdError('GET %s: %s' % (REPLICATE_PATH, response.describe()))
         return data

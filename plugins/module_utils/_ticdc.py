@@ -44,6 +44,10 @@ class TicdcError(Exception):
     pass
 
 
+class TicdcUnavailable(TicdcError):
+    """TiCDC gave only transient answers (or none) until the deadline."""
+
+
 def error_code(response):
     data = response.json
     return (data.get('error_code') or '') if isinstance(data, dict) else ''
@@ -204,7 +208,8 @@ class ChangefeedApi:
         return retry(lambda: self.client.request(method, url, body, timeout=self.deadline.remaining()), is_transient, self.deadline)
 
     def fail(self, method, suffix, response):
-        raise TicdcError('%s %s failed: %s' % (method, self.path(suffix), self.redact(error_text(response))))
+        error = TicdcUnavailable if is_transient(response) else TicdcError
+        raise error('%s %s failed: %s' % (method, self.path(suffix), self.redact(error_text(response))))
 
     def get(self):
         """The ChangeFeedInfo, or None when TiCDC says it does not exist."""

@@ -27,7 +27,9 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Reads the config and reports the change it would make without POSTing.
+    details:
+      - Reads the config once, without retries, and reports the change it would make without POSTing.
+      - When PD cannot answer (not deployed yet), warns and reports a change instead of failing.
   diff_mode:
     support: full
     details: Shows the managed keys before and after.
@@ -83,7 +85,7 @@ changes:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.tidbops.cluster.plugins.module_utils._http import CONNECTION_ARGSPEC, HttpClient, make_transport, validate_url
-from ansible_collections.tidbops.cluster.plugins.module_utils._pd import PdError, ReplicationConfig, differences
+from ansible_collections.tidbops.cluster.plugins.module_utils._pd import PdError, PdUnavailable, ReplicationConfig, differences
 from ansible_collections.tidbops.cluster.plugins.module_utils._waiter import Deadline
 
 POLL_INTERVAL = 0.2
@@ -105,7 +107,8 @@ def main():
     if not params['settings']:
         module.fail_json(msg='pd_replication_config: settings: expected at least one key')
 
-    deadline = Deadline(params['timeout'], POLL_INTERVAL)
+    # Check mode asks once: a cluster that is not deployed yet must not hold a dry run for the whole timeout.
+    deadline = Deadline(0 if module.check_mode else params['timeout'], POLL_INTERVAL)
     pd = ReplicationConfig(HttpClient(make_transport(module)), params['pd_endpoint'], deadline)
     try:
         current = pd.get()
@@ -113,6 +116,11 @@ def main():
         if changes and not module.check_mode:
             pd.post(dict((key, new) for key, (_old, new) in changes.items()))
             current = pd.wait_visible(changes)
+    except PdUnavailable as exc:
+        if not module.check_mode:
+            module.fail_json(msg='pd_replication_config: %s' % exc)
+        module.warn('pd_replication_config: PD cannot answer yet (%s); in check mode the settings are assumed to need a change' % exc)
+        module.exit_json(changed=True, config={}, changes={})
     except PdError as exc:
         module.fail_json(msg='pd_replication_config: %s' % exc)
 

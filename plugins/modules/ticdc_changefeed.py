@@ -35,7 +35,9 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Only reads; returns the requests it would send in RV(requests).
+    details:
+      - Only reads, asking TiCDC once without retries; returns the requests it would send in RV(requests).
+      - When TiCDC cannot answer (not deployed yet), warns and reports a change instead of failing.
   diff_mode:
     support: full
     details: Before and after of the managed fields, with every secret masked.
@@ -150,7 +152,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.tidbops.cluster.plugins.module_utils._http import CONNECTION_ARGSPEC, HttpClient, make_transport, path_of, validate_url
 from ansible_collections.tidbops.cluster.plugins.module_utils._secrets import Redactor, secret_values
-from ansible_collections.tidbops.cluster.plugins.module_utils._ticdc import ChangefeedApi, Converge, TicdcError, validate
+from ansible_collections.tidbops.cluster.plugins.module_utils._ticdc import ChangefeedApi, Converge, TicdcError, TicdcUnavailable, validate
 from ansible_collections.tidbops.cluster.plugins.module_utils._waiter import Deadline
 
 POLL_INTERVAL = 0.2
@@ -182,8 +184,9 @@ def main():
         module.fail_json(msg='ticdc_changefeed: ' + '; '.join(errors))
 
     client = HttpClient(make_transport(module))
-    api = ChangefeedApi(client, params['server'], params['changefeed_id'], Deadline(params['timeout'], POLL_INTERVAL),
-                        params.get('keyspace'), redact=redactor.text)
+    # Check mode asks once: a cluster that is not deployed yet must not hold a dry run for the whole timeout.
+    deadline = Deadline(0 if module.check_mode else params['timeout'], POLL_INTERVAL)
+    api = ChangefeedApi(client, params['server'], params['changefeed_id'], deadline, params.get('keyspace'), redact=redactor.text)
     converge = Converge(api, params, module.check_mode)
 
     def report():
@@ -199,6 +202,12 @@ def main():
 
     try:
         changed = converge.run()
+    except TicdcUnavailable as exc:
+        if not module.check_mode:
+            module.fail_json(msg='ticdc_changefeed: %s' % redactor.text(str(exc)), **report())
+        module.warn('ticdc_changefeed: TiCDC cannot answer yet (%s); in check mode the changefeed is assumed to need a change'
+                    % redactor.text(str(exc)))
+        module.exit_json(changed=params['state'] != 'absent', **report())
     except TicdcError as exc:
         module.fail_json(msg='ticdc_changefeed: %s' % redactor.text(str(exc)), **report())
 

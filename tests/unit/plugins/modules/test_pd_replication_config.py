@@ -93,3 +93,12 @@ def test_bad_input_changes_nothing(pd, httpserver, run_module, args, message):
     assert result['failed'] is True and message in result['msg']
     assert pd.posts == []
     assert all(request.method == 'GET' for request, _response in httpserver.log)
+
+
+def test_check_mode_while_pd_has_no_leader_warns(pd, httpserver, run_module):
+    pd.failures = 100
+    result = run_module(pd_replication_config, dict(pd_endpoint=pd.url, settings={'enable-placement-rules': True}, timeout=60),
+                        check_mode=True)
+    assert 'failed' not in result and result['changed'] is True
+    assert 'PD cannot answer yet' in json.dumps(result['warnings'])
+    assert len(httpserver.log) == 1 and pd.posts == []

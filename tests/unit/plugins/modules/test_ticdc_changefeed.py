@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import socket
 
 import pytest
 
@@ -193,3 +194,17 @@ def test_bad_input_fails_before_any_request(ticdc, run_module, overrides, messag
     result = run_module(ticdc_changefeed, args(ticdc, **overrides))
     assert result['failed'] is True and message in result['msg']
     assert ticdc.log == []
+
+
+def test_check_mode_before_ticdc_exists_warns_instead_of_waiting(run_module):
+    sock = socket.socket()
+    sock.bind(('127.0.0.1', 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    result = run_module(ticdc_changefeed, dict(server='http://127.0.0.1:%d' % port, changefeed_id=FEED, sink_uri=SINK, timeout=60),
+                        check_mode=True)
+    assert 'failed' not in result and result['changed'] is True
+    assert result['request_count'] == 1
+    warnings = json.dumps(result['warnings'])
+    assert 'TiCDC cannot answer yet' in warnings and 'connection refused' in warnings
+    assert_no_secret(result)
