@@ -51,6 +51,8 @@ def test_meta_waits_for_tidb_then_leads_and_worker_follows(module_sim, stack):
 
 
 def test_worker_with_wrong_s3_keys_never_gets_ready(module_sim, stack):
+    meta = module_sim.tici("meta", stack["pd"], "", extra=[f"--tidb-addr=mysql://root@127.0.0.1:{stack['tidb'].port}"])
+    meta.wait_ready()
     worker = module_sim.tici("worker", stack["pd"], "[s3]\n" + stack["s3"].replace("tici-secret", "bad-secret"),
                              env={"TIDBSIM_TICI_WORKER_START_DELAY": "0"})
     wait_until(lambda: any("S3 is not usable" in line for line in worker.stderr_lines), 10, "S3 complaint")
