@@ -84,6 +84,8 @@ options:
     default: 1.0
 notes:
   - The module only reads, so it is safe to run against a live cluster.
+  - V(pd) and V(ticdc) compare the member and capture counts with the number of O(endpoints). List every member
+    (on Kubernetes each pod, like C(http://tidb-pd-0.tidb-pd-peer:2379)), not one Service that balances over them.
 seealso:
   - module: tidbops.cluster.ticdc_changefeed
   - module: tidbops.cluster.pd_replication_config
