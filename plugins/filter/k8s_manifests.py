@@ -52,7 +52,7 @@ STEPS = {
     "tici": ("tici_meta", "tici_worker"), "tici_meta": ("tici_meta",), "tici_worker": ("tici_worker",),
     "tiflash": ("tiflash",),
 }
-TICI_COMPONENTS = ("minio", "ticdc", "tici_meta", "tici_worker")
+TICI_COMPONENTS = ("minio", "tici_meta", "tici_worker")
 
 # Per-instance port variables (docs/architecture.md) and their defaults.
 PORTS = {
@@ -158,7 +158,7 @@ def k8s_cluster(settings, groups, hostvars):
     tici = settings.get("tici_enabled", True)
     if not isinstance(tici, bool):
         _fail("tici_enabled must be a boolean")
-    # Without TiCI: no MinIO, TiCDC or TiCI; TiFlash stays an ordinary columnar replica.
+    # Without TiCI: no MinIO, TiCI or changefeed; TiCDC and TiFlash stay ordinary components.
     components = [c for c in COMPONENTS if tici or c not in TICI_COMPONENTS]
 
     images = _mapping(settings.get("images"), "tidb_images")

@@ -175,11 +175,12 @@ def test_minio_bucket_job_needs_no_shell(all_manifests):
     assert mc_host == "http://AKIAEXAMPLEKEY0001:s3cr3t%2B%2F%3DKey%26with%3Fchars@tidb-minio:9000"
 
 
-def test_without_tici_only_the_tidb_cluster_is_built():
+def test_without_tici_there_is_no_minio_or_tici():
     groups, hostvars = make_inventory()
     cluster = km.k8s_cluster(make_settings(tici_enabled=False, tici_s3={}), groups, hostvars)
-    for step in ("minio", "ticdc", "tici"):
+    for step in ("minio", "tici"):
         assert km.k8s_manifests(cluster, step) == []
+    assert [o["kind"] for o in km.k8s_manifests(cluster, "ticdc")] == ["ConfigMap", "Service", "Service", "StatefulSet"]
     tiflash = km.k8s_manifests(cluster, "tiflash")
     assert tiflash[0]["kind"] == "ConfigMap"
     assert "tici" not in tomllib.loads(tiflash[0]["data"]["tidb-tiflash-0.toml"])
