@@ -14,6 +14,7 @@ import socket
 import sys
 import threading
 import time
+import tomllib
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -187,6 +188,20 @@ def save_json(path, data):
     with open(tmp, "w", encoding="utf-8") as handle:
         json.dump(data, handle, sort_keys=True)
     os.replace(tmp, path)
+
+
+def load_toml(path, read_error, parse_error, code=1):
+    """Parse a TOML file; on failure exit like the real binary, with its wording.
+
+    read_error/parse_error are format strings with {path} and {reason}.
+    """
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except OSError as exc:
+        raise UsageError(read_error.format(path=path, reason=exc.strerror, errno=exc.errno), code) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(parse_error.format(path=path, reason=exc), code) from None
 
 
 class Marker:

@@ -14,7 +14,6 @@ import os
 import re
 import threading
 import time
-import tomllib
 import urllib.parse
 import uuid
 
@@ -475,13 +474,7 @@ def newarch_enabled(flags):
     if flags["newarch"] or os.environ.get("TICDC_NEWARCH", "").lower() == "true":
         return True
     if flags["config"]:
-        try:
-            with open(flags["config"], "rb") as handle:
-                config = tomllib.load(handle)
-        except OSError as exc:
-            raise common.UsageError(f"Error: open {flags['config']}: {exc.strerror}", 1) from None
-        except tomllib.TOMLDecodeError as exc:
-            raise common.UsageError(f"Error: toml: {exc}", 1) from None
+        config = common.load_toml(flags["config"], "Error: open {path}: {reason}", "Error: toml: {reason}")
         return config.get("newarch") is True
     return False
 

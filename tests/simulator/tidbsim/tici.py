@@ -8,7 +8,6 @@ worker: needs an elected meta (reads the election key) and an S3 bucket it can r
 Config keys are read in both spellings (kebab-case, and the older snake_case).
 """
 
-import tomllib
 import urllib.parse
 
 from . import common, s3check
@@ -41,13 +40,8 @@ def pick(table, *names, default=None):
 def load_config(path):
     if not path:
         return {}
-    try:
-        with open(path, "rb") as handle:
-            return tomllib.load(handle)
-    except OSError as exc:
-        raise common.UsageError(f"Error: failed to read config file {path}: {exc.strerror}", 1) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise common.UsageError(f"Error: failed to parse config file {path}: {exc}", 1) from None
+    return common.load_toml(path, "Error: failed to read config file {path}: {reason}",
+                            "Error: failed to parse config file {path}: {reason}")
 
 
 def s3_settings(config):
@@ -178,4 +172,3 @@ def main(argv):
     common.TcpListener(runtime, f"{host}:{port}", "grpc").start()
     runtime.every(0.5, tici.meta_tick if role == "meta" else tici.worker_tick)
     return runtime.wait_forever()
-

@@ -127,9 +127,9 @@ def main(argv):
     router = common.Router()
     router.add("GET", "/status", status)
     router.add("GET", "/metrics", lambda _r: text_response("# tidbsim: no metrics\n"))
-    router.add("GET", "/info", lambda _r: json_response({"version": VERSION, "git_hash": common.GIT_HASH,
-                                                          "ip": flags["advertise-address"] or host, "listening_port": port,
-                                                          "status_port": status_port}))
+    info = {"version": VERSION, "git_hash": common.GIT_HASH, "ip": flags["advertise-address"] or host,
+            "listening_port": port, "status_port": status_port}
+    router.add("GET", "/info", lambda _r: json_response(info))
     common.HttpService(runtime, f"{flags['status-host']}:{status_port}", router, "status").start()
 
     def bootstrap():

@@ -45,13 +45,8 @@ def get_path(config, dotted, default=None):
 
 
 def load(path):
-    try:
-        with open(path, "rb") as handle:
-            return tomllib.load(handle)
-    except OSError as exc:
-        raise common.UsageError(f"Code: 76. DB::ErrnoException: Cannot open file {path}, errno: {exc.errno}, strerror: {exc.strerror}", 76) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise common.UsageError(f"Code: 1004. DB::Exception: Failed to parse TOML config {path}: {exc}", 1) from None
+    return common.load_toml(path, "Code: 76. DB::ErrnoException: Cannot open file {path}, errno: {errno}, strerror: {reason}",
+                            "Code: 1004. DB::Exception: Failed to parse TOML config {path}: {reason}")
 
 
 class Settings:
