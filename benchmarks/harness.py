@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import yaml
@@ -122,6 +123,17 @@ def simulator_vars():
     return sim
 
 
+def roles_take_container_env():
+    """True once the roles merge tidb_container_env (kind -> env dict) into each container's env."""
+    roles = collection_root() / "roles"
+    return any("tidb_container_env" in path.read_text(encoding="utf-8") for path in roles.rglob("*.yml"))
+
+
+def sim_env(kind, **switches):
+    """tidb_container_env for one component kind: sim_env("tikv", never_ready=1) sets TIDBSIM_NEVER_READY=1."""
+    return {kind: {f"TIDBSIM_{key.upper()}": str(value) for key, value in switches.items()}}
+
+
 class PlaybookRun:
     """One finished ansible-playbook run: rc, output, wall time and the timeline events."""
 
@@ -179,17 +191,22 @@ def read_events(path):
 class Cluster:
     """A private copy of inventories/<base>: own name, ports, config root and work dir."""
 
-    def __init__(self, base="local", name=None, offset=None, workdir=None, group_vars=None, sim=True):
+    def __init__(self, base="local", name=None, workdir=None, group_vars=None, groups=None, edit=None, sim=True):
+        """groups keeps only those inventory groups; edit(hosts) may change the shifted hosts.yml in place."""
         self.base = base
         self.name = name or f"bench{os.getpid() % 10000}{random.randrange(100, 1000)}"
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"tidbops-{self.name}-"))
         self.config_root = self.workdir / "configs"
         src = REPO / "inventories" / base
         hosts = load_yaml(src / "hosts.yml")
-        self.offset = pick_offset(src / "hosts.yml") if offset is None else offset
+        self.offset = pick_offset(src / "hosts.yml")
         self.inventory = self.workdir / "inventory"
         (self.inventory / "group_vars").mkdir(parents=True, exist_ok=True)
         self.hosts = shift_inventory(hosts, self.offset)
+        if groups is not None:
+            self.hosts["all"]["children"] = {g: body for g, body in _groups(self.hosts).items() if g in groups}
+        if edit is not None:
+            edit(self.hosts)
         write_private(self.inventory / "hosts.yml", yaml.safe_dump(self.hosts, sort_keys=False))
         all_vars = load_yaml(src / "group_vars" / "all.yml")
         if sim:
@@ -206,7 +223,7 @@ class Cluster:
         """[(inventory host, kind, host vars)] in inventory order."""
         found = []
         for group, body in _groups(self.hosts).items():
-            group_kind = GROUPS[group][0]
+            group_kind = GROUPS.get(group, (group,))[0]
             if kind in (None, group_kind):
                 for host, host_vars in (body.get("hosts") or {}).items():
                     found.append((host, group_kind, host_vars))
@@ -249,8 +266,9 @@ class Cluster:
         timeline = self.workdir / f"timeline-{self._runs + 1}.jsonl"
         argv = self.command(playbook, extra_vars, args)
         started = time.time()
+        # Own session: a test may kill the whole run (os.killpg) as an operator's Ctrl-C or a lost SSH would.
         proc = subprocess.Popen(argv, cwd=REPO, env=self.env(timeline, extra_env, profile),  # pylint: disable=consider-using-with
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
         return proc, timeline, started
 
     def run(self, playbook, extra_vars=None, args=(), extra_env=None, profile=False, timeout=900):
@@ -268,14 +286,21 @@ class Cluster:
     def site(self, extra_vars=None, **kwargs):
         return self.run("site", extra_vars, **kwargs)
 
+    def volumes(self):
+        out = subprocess.run(["docker", "volume", "ls", "-q", "--filter", f"name={self.name}-"],
+                             check=True, capture_output=True, text=True).stdout
+        return [name for name in out.split() if name.startswith(f"{self.name}-")]
+
     def destroy(self, remove_workdir=False):
-        """Remove containers, volumes and rendered files of this cluster."""
-        run = self.run("destroy", {"tidb_destroy_data": True})
+        """Remove containers, volumes and rendered files of this cluster (destroy.yml when there is any)."""
+        run = None
+        if docker_names(self.name) or self.volumes():
+            run = self.run("destroy", {"tidb_destroy_data": True})
         leftovers = docker_names(self.name)
         if leftovers:  # destroy.yml is under test too; never leave containers behind for the next test
             subprocess.run(["docker", "rm", "-f", *leftovers], check=False, capture_output=True)
-        subprocess.run(["docker", "volume", "rm", "-f", *[f"{self.container(h)}-data" for h, _, _ in self.instances()]],
-                       check=False, capture_output=True)
+        if self.volumes():
+            subprocess.run(["docker", "volume", "rm", "-f", *self.volumes()], check=False, capture_output=True)
         shutil.rmtree(self.config_root, ignore_errors=True)
         if remove_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
@@ -295,6 +320,12 @@ def docker_inspect(names):
         return []
     out = subprocess.run(["docker", "inspect", *names], check=True, capture_output=True, text=True).stdout
     return json.loads(out)
+
+
+def sim_marker(port):
+    """The simulator's data marker served on an instance's HTTP port (GET /sim/marker)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/sim/marker", timeout=5) as response:
+        return json.loads(response.read())
 
 
 def ready_lines(container):

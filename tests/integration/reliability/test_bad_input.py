@@ -1,0 +1,123 @@
+"""Bad inventories and variables: site.yml rejects each one before any container exists, naming the variable.
+
+The table runs every case through site.yml (the user's entry point) on its own private cluster, a few
+at a time, then checks each: the run failed, its first failure message names the variable (or group)
+and what was expected, and no container or volume of that cluster exists.
+"""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+import harness
+
+pytestmark = pytest.mark.integration
+
+
+def _host(hosts, group, host):
+    return hosts["all"]["children"][group]["hosts"][host]
+
+
+def host_var(group, host, **values):
+    def edit(hosts):
+        _host(hosts, group, host).update(values)
+    return edit
+
+
+def drop_group(group):
+    def edit(hosts):
+        del hosts["all"]["children"][group]
+    return edit
+
+
+def add_host(group, host, **values):
+    def edit(hosts):
+        hosts["all"]["children"][group]["hosts"][host] = dict(values)
+    return edit
+
+
+def same_port(group_a, host_a, var_a, group_b, host_b, var_b):
+    def edit(hosts):
+        _host(hosts, group_b, host_b)[var_b] = _host(hosts, group_a, host_a)[var_a]
+    return edit
+
+
+def host_in_two_groups(hosts):
+    hosts["all"]["children"]["tidb_servers"]["hosts"]["tikv0"] = dict(_host(hosts, "tikv_servers", "tikv0"))
+
+
+# id -> (group_vars, inventory edit, substrings the failure message must contain)
+CASES = {
+    "backend-unknown": ({"tidb_backend": "lxc"}, None, ["tidb_backend"]),
+    "network-mode-unknown": ({"tidb_network_mode": "overlay"}, None, ["tidb_network_mode"]),
+    "image-pull-unknown": ({"tidb_image_pull": "sometimes"}, None, ["tidb_image_pull"]),
+    "images-not-a-dict": ({"tidb_images": "tidbsim"}, None, ["tidb_images"]),
+    "images-missing-pd": ({"tidb_images": {k: "localhost/tidbsim:0" for k in ("tikv", "tidb", "tiflash", "ticdc", "tici", "minio")}},
+                          None, ["tidb_images", "pd"]),
+    "image-not-a-string": ({"tidb_images": {k: "localhost/tidbsim:0" for k in ("pd", "tidb", "tiflash", "ticdc", "tici", "minio")}
+                            | {"tikv": 42}}, None, ["tidb_images", "tikv"]),
+    "gate-timeout-not-a-number": ({"tidb_gate_timeout": "soon"}, None, ["tidb_gate_timeout"]),
+    "server-configs-not-a-dict": ({"server_configs": ["log.level", "info"]}, None, ["server_configs"]),
+    "tici-enabled-not-a-bool": ({"tici_enabled": "maybe"}, None, ["tici_enabled"]),
+    "port-not-a-number": ({}, host_var("tikv_servers", "tikv0", port="20160a"), ["port", "tikv0"]),
+    "port-too-large": ({}, host_var("tidb_servers", "tidb0", status_port=70000), ["status_port", "tidb0"]),
+    "port-zero": ({}, host_var("cdc_servers", "cdc0", port=0), ["port", "cdc0"]),
+    "port-collision": ({}, same_port("tikv_servers", "tikv0", "port", "tidb_servers", "tidb0", "status_port"),
+                       ["port collision", "tidb0"]),
+    "advertise-unroutable": ({}, host_var("tikv_servers", "tikv0", advertise_host="0.0.0.0"), ["advertise_host", "tikv0"]),
+    "pd-name-invalid": ({}, host_var("pd_servers", "pd0", name="pd 0!"), ["name", "pd 0!"]),
+    "no-pd": ({}, drop_group("pd_servers"), ["pd_servers"]),
+    "no-tikv": ({}, drop_group("tikv_servers"), ["tikv_servers"]),
+    "tici-without-ticdc": ({}, drop_group("cdc_servers"), ["cdc_servers"]),
+    "tici-without-worker": ({}, drop_group("tici_worker_servers"), ["tici_worker_servers"]),
+    "two-minio": ({}, add_host("minio_servers", "minio1", port=1, console_port=2), ["minio_servers"]),
+    "host-in-two-groups": ({}, host_in_two_groups, ["tikv0", "exactly one"]),
+    "changefeed-id-underscore": ({"tici_changefeed_id": "tici_task"}, None, ["tici_changefeed_id"]),
+    "s3-bucket-invalid": ({"tici_s3": {"bucket": "Bad_Bucket"}}, None, ["tici_s3", "bucket"]),
+    "s3-endpoint-no-scheme": ({"tici_s3": {"endpoint": "127.0.0.1:9000"}}, None, ["tici_s3", "endpoint"]),
+    "s3-prefix-absolute": ({"tici_s3": {"prefix": "/abs"}}, None, ["tici_s3", "prefix"]),
+    "s3-unknown-key": ({"tici_s3": {"secret": "x"}}, None, ["tici_s3"]),
+    "minio-password-short": ({"minio_root_password": "short"}, None, ["minio_root_password"]),
+    "minio-user-short": ({"minio_root_user": "ab"}, None, ["minio_root_user"]),
+    "tidb-store-mocktikv": ({"server_configs": {"tidb": {"store": "unistore"}}}, None, ["store", "tikv"]),
+    "tiflash-learner-config-not-a-dict": ({}, host_var("tiflash_servers", "tiflash0", learner_config="x"), ["learner_config"]),
+    "tici-tidb-user-empty": ({"tici_tidb_user": ""}, None, ["tici_tidb_user"]),
+    "tici-meta-config-not-a-dict": ({"server_configs": {"tici_meta": "x"}}, None, ["server_configs.tici_meta"]),
+}
+
+
+def _run_case(make_cluster, case_id):
+    group_vars, edit, _ = CASES[case_id]
+    # A short gate (unless the case sets it) ends quickly a case that is wrongly accepted.
+    cluster = make_cluster("local", group_vars={"tidb_gate_timeout": 5, **group_vars}, edit=edit)
+    return cluster, cluster.site()
+
+
+@pytest.fixture(scope="module")
+def outcomes(make_module_cluster):
+    """Every case, four at a time (each is mostly ansible-playbook start-up)."""
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = {case: pool.submit(_run_case, make_module_cluster, case) for case in CASES}
+        return {case: future.result() for case, future in futures.items()}
+
+
+def test_table_is_large_enough():
+    assert len(CASES) >= 25
+
+
+@pytest.mark.parametrize("case_id", sorted(CASES))
+def test_rejected_before_any_container(outcomes, case_id):
+    cluster, run = outcomes[case_id]
+    expected = CASES[case_id][2]
+    assert run.rc != 0, f"{case_id}: site.yml accepted the bad input:\n{run.stdout[-2000:]}"
+    assert not harness.docker_names(cluster.name), f"{case_id}: containers exist although the input was bad"
+    volumes = cluster.volumes()
+    assert not volumes, f"{case_id}: volumes exist although the input was bad: {volumes}"
+    messages = [event.get("msg", "") for event in run.failed]
+    # ansible-playbook itself may refuse the inventory (no timeline event): then its output is the message.
+    message = messages[0] if messages else run.stdout
+    missing = [text for text in expected if text not in message]
+    assert not missing, f"{case_id}: message lacks {missing}: {message}"
+    # Rejected in preflight: nothing past the preflight play ran.
+    plays = [e["play"] for e in run.events if e["event"] == "play_start"]
+    assert plays[-1:] == ["Preflight the whole cluster"] or not plays, f"{case_id}: got past preflight: {plays}"

@@ -1,0 +1,119 @@
+"""One converge under transient faults, run with -vvv --diff and distinctive secrets.
+
+Transient faults: every component answers its first HTTP requests with 500 or 503
+(TIDBSIM_FAIL_FIRST), refuses connections for its first seconds (TIDBSIM_LISTEN_DELAY), and TiCDC
+says "coordinator is not fully initialized" for a while (TIDBSIM_CDC_INIT_DELAY). site.yml must
+converge anyway.
+
+Secrets (MinIO root password = S3 secret key, TiCI's TiDB password), each holding '+', '/' and '=':
+in no output line, no diff, no command line of a container; only in files of the instances that
+need them, with mode 0600. Whether they reach a container's Env is checked separately, so a defect
+there is reported on its own.
+"""
+
+import os
+import re
+import stat
+from urllib.parse import quote, quote_plus
+
+import pytest
+
+import harness
+
+pytestmark = [pytest.mark.integration, pytest.mark.skipif(
+    not harness.roles_take_container_env(), reason="the roles do not merge tidb_container_env into container env yet")]
+
+MINIO_PASSWORD = "Mn+Pw/9x=Sec+ret/Q="
+TIDB_PASSWORD = "Td+Pw/7y=Sec+ret/Z="
+SECRETS = {"minio_root_password (S3 secret key)": MINIO_PASSWORD, "tici_tidb_password": TIDB_PASSWORD}
+# Instances whose rendered files may hold a secret: MinIO itself, and the S3/TiDB clients.
+NEED_SECRETS = ("minio", "tici_meta", "tici_worker", "tiflash")
+
+
+def _spellings(secret):
+    """The raw secret and the encodings it takes in URIs and DSNs."""
+    return {secret, quote(secret, safe=""), quote_plus(secret)}
+
+
+def _fault_env():
+    env = {}
+    for i, kind in enumerate(harness.KINDS):
+        env[kind] = {"TIDBSIM_FAIL_FIRST": "3", "TIDBSIM_FAIL_STATUS": "503" if i % 2 else "500", "TIDBSIM_LISTEN_DELAY": "2"}
+    env["ticdc"]["TIDBSIM_CDC_INIT_DELAY"] = "5"
+    # The simulated TiDB's account for TiCI (test setup; not how users set passwords).
+    env["tidb"]["TIDBSIM_TIDB_USERS"] = f"tici:{TIDB_PASSWORD}"
+    return env
+
+
+@pytest.fixture(scope="module")
+def converged(make_module_cluster):
+    cluster = make_module_cluster("local", group_vars={
+        "minio_root_password": MINIO_PASSWORD, "tici_tidb_user": "tici", "tici_tidb_password": TIDB_PASSWORD})
+    run = cluster.site({"tidb_gate_timeout": 120, "tidb_container_env": _fault_env()}, args=("-vvv", "--diff"))
+    return cluster, run
+
+
+def test_transient_faults_converge(converged):
+    cluster, run = converged
+    assert run.rc == 0, f"site.yml failed under transient faults:\n{run.stdout[-4000:]}"
+    assert set(run.gate_ends()) == set(harness.KINDS), f"not every gate passed: {sorted(run.gate_ends())}"
+    # The faults were really switched on in every container.
+    for info in harness.docker_inspect(harness.docker_names(cluster.name)):
+        env = dict(item.split("=", 1) for item in info["Config"]["Env"])
+        assert env.get("TIDBSIM_FAIL_FIRST") == "3" and env.get("TIDBSIM_LISTEN_DELAY") == "2", info["Name"]
+
+
+def test_secrets_not_in_output(converged):
+    _, run = converged
+    assert run.rc == 0, "the converge failed; see test_transient_faults_converge"
+    assert "ESTABLISH LOCAL CONNECTION" in run.stdout, "the run was not verbose (-vvv)"
+    for label, secret in SECRETS.items():
+        for spelling in _spellings(secret):
+            lines = [line for line in run.stdout.splitlines() if spelling in line]
+            assert not lines, f"{label} appears in the -vvv --diff output: {lines[:3]}"
+
+
+def test_secrets_only_in_private_files(converged):
+    cluster, run = converged
+    assert run.rc == 0, "the converge failed; see test_transient_faults_converge"
+    holders = {}
+    for root, _, files in os.walk(cluster.config_root):
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                text = handle.read()
+            found = [label for label, secret in SECRETS.items() if any(s in text for s in _spellings(secret))]
+            if found:
+                holders[path] = (found, stat.S_IMODE(os.stat(path).st_mode))
+    assert holders, "no rendered file holds a secret: the secrets did not reach the services that need them"
+    loose = {path: oct(mode) for path, (_, mode) in holders.items() if mode != 0o600}
+    assert not loose, f"files holding secrets without mode 0600: {loose}"
+    kinds = {host: kind for host, kind, _ in cluster.instances()}
+    for path in holders:
+        instance = os.path.relpath(path, cluster.config_root).split(os.sep)[1]
+        assert kinds.get(instance) in NEED_SECRETS, f"{path} holds a secret its instance does not need"
+
+
+def test_secrets_not_on_container_command_lines(converged):
+    cluster, run = converged
+    assert run.rc == 0, "the converge failed; see test_transient_faults_converge"
+    for info in harness.docker_inspect(harness.docker_names(cluster.name)):
+        argv = " ".join([info.get("Path") or ""] + (info.get("Args") or []) + (info["Config"].get("Cmd") or [])
+                        + (info["Config"].get("Entrypoint") or []))
+        for label, secret in SECRETS.items():
+            assert not any(s in argv for s in _spellings(secret)), f"{label} on the command line of {info['Name']}"
+
+
+def test_secrets_not_in_container_env(converged):
+    """Roles pass secrets by file (MINIO_ROOT_PASSWORD_FILE ...), so no Env entry holds one."""
+    cluster, run = converged
+    assert run.rc == 0, "the converge failed; see test_transient_faults_converge"
+    leaks = []
+    for info in harness.docker_inspect(harness.docker_names(cluster.name)):
+        for item in info["Config"]["Env"]:
+            if item.startswith("TIDBSIM_"):  # this test's own simulator settings
+                continue
+            for label, secret in SECRETS.items():
+                if any(s in item for s in _spellings(secret)):
+                    leaks.append(f"{info['Name'].lstrip('/')}: {re.sub('=.*', '=…', item)} holds {label}")
+    assert not leaks, "secrets in container Env: " + "; ".join(leaks)

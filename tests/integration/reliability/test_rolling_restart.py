@@ -1,0 +1,49 @@
+"""A TiKV config change restarts the TiKV instances one at a time; nothing else restarts.
+
+HA topology (3 PD, 3 TiKV, TiDB) without TiCI. TiKV starts with a 2 s simulator delay, so an
+instance restarted only after the previous one passed its gate starts at least 2 s after it.
+"""
+
+from datetime import datetime
+
+import pytest
+
+import harness
+
+pytestmark = [pytest.mark.integration, pytest.mark.skipif(
+    not harness.roles_take_container_env(), reason="the roles do not merge tidb_container_env into container env yet")]
+
+TIKV_DELAY = 2.0
+
+
+def _started_at(cluster):
+    """container name -> State.StartedAt as epoch seconds."""
+    started = {}
+    for info in harness.docker_inspect(harness.docker_names(cluster.name)):
+        stamp = info["State"]["StartedAt"]
+        # Docker gives nanoseconds; datetime takes microseconds.
+        head, _, frac = stamp.rstrip("Z").partition(".")
+        started[info["Name"].lstrip("/")] = datetime.fromisoformat(f"{head}.{(frac + '000000')[:6]}+00:00").timestamp()
+    return started
+
+
+def test_tikv_config_change_rolls_one_instance_at_a_time(make_cluster):
+    cluster = make_cluster("local-ha", groups=("pd_servers", "tikv_servers", "tidb_servers"), group_vars={"tici_enabled": False})
+    extra = {"tidb_gate_timeout": 120, "tidb_container_env": harness.sim_env("tikv", start_delay=TIKV_DELAY)}
+    first = cluster.site(extra)
+    assert first.rc == 0, f"first converge failed:\n{first.stdout[-4000:]}"
+    before = _started_at(cluster)
+
+    second = cluster.site(dict(extra, server_configs={"tikv": {"log": {"level": "warn"}}}))
+    assert second.rc == 0, f"converge after the TiKV config change failed:\n{second.stdout[-4000:]}"
+    after = _started_at(cluster)
+
+    tikv = [cluster.container(host) for host, _, _ in cluster.instances("tikv")]
+    others = sorted(set(after) - set(tikv))
+    assert [name for name in others if after[name] != before[name]] == [], "a non-TiKV container restarted"
+    unchanged = [name for name in tikv if after[name] == before[name]]
+    assert not unchanged, f"TiKV instances not restarted after a config change: {unchanged}"
+    instants = sorted(after[name] for name in tikv)
+    gaps = [b - a for a, b in zip(instants, instants[1:])]
+    assert all(gap >= TIKV_DELAY for gap in gaps), (
+        f"TiKV restarts overlap: start instants {instants}, gaps {gaps} (each must wait >= {TIKV_DELAY} s for the previous gate)")
