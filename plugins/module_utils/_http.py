@@ -16,6 +16,7 @@ proxy (see KubeProxyTransport).
 from __future__ import annotations
 
 import errno
+import http.client
 import json
 import socket
 import ssl
@@ -114,7 +115,7 @@ def _classify(exc):
         return RESET, to_text(reason)
     if isinstance(reason, (socket.timeout, TimeoutError)):
         return TIMEOUT, to_text(reason) or 'timed out'
-    if 'RemoteDisconnected' in type(reason).__name__ or 'BadStatusLine' in type(reason).__name__:
+    if isinstance(reason, (http.client.BadStatusLine, http.client.IncompleteRead)):  # a server that hung up mid-answer
         return RESET, to_text(reason) or type(reason).__name__
     return UNREACHABLE, to_text(reason) or type(reason).__name__
 
