@@ -46,11 +46,11 @@ def test_crash_after_exits_non_zero(sim):
 def test_fail_first_n_requests_with_a_chosen_status(sim):
     pd = sim.pd(env={"TIDBSIM_FAIL_FIRST": "2", "TIDBSIM_FAIL_STATUS": "503"})
     pd.wait_ready()
-    statuses = [http_get(pd.url("/pd/api/v1/health"))[0] for _ in range(3)]
+    statuses = [http_get(pd.url("/pd/api/v1/health"))[0] for _attempt in range(3)]
     assert statuses == [503, 503, 200]
     pd500 = sim.pd(env={"TIDBSIM_FAIL_FIRST": "1"})
     pd500.wait_ready()
-    assert [http_get(pd500.url("/pd/api/v1/ping"))[0] for _ in range(2)] == [500, 200]
+    assert [http_get(pd500.url("/pd/api/v1/ping"))[0] for _attempt in range(2)] == [500, 200]
 
 
 def test_listen_delay_refuses_connections_first(sim):

@@ -114,3 +114,21 @@ def test_minio_refuses_short_credentials(tmp_path):
     assert result.returncode != 0 and "MINIO_ROOT_PASSWORD length should be at least 8" in result.stderr
     result = run("minio", "server", env={"MINIO_ROOT_USER": "admin", "MINIO_ROOT_PASSWORD": "long-enough"})
     assert result.returncode != 0 and "needs at least one DIR" in result.stderr
+
+
+@pytest.mark.parametrize("binary, args", [
+    ("pd-server", ["--name=pd0"]),
+    ("tikv-server", ["--addr=127.0.0.1:1"]),
+    ("tidb-server", ["--store=tikv", "--path=127.0.0.1:1"]),
+])
+def test_malformed_config_toml_exits_with_the_parse_error(tmp_path, binary, args):
+    config = tmp_path / "bad.toml"
+    config.write_text("[replication\n")
+    result = run(binary, *args, f"--config={config}", f"--data-dir={tmp_path / 'd'}" if binary != "tidb-server" else "-L=info")
+    assert result.returncode != 0
+    assert "line 1" in result.stderr and str(config) in result.stderr
+
+
+def test_cdc_gc_ttl_must_be_a_number():
+    result = run("cdc", "server", "--gc-ttl=1d")
+    assert result.returncode != 0 and 'invalid argument "1d" for "--gc-ttl" flag' in result.stderr

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tidbsim.testing import http_get, http_json, wait_until
+from tidbsim.testing import free_ports, http_get, http_json, wait_for_status, wait_until
 
 
 def b64(text):
@@ -52,8 +52,7 @@ def test_one_member_of_three_has_no_leader_and_hangs_a_sequential_start(sim):
     assert http_json("GET", pds[0].url("/pd/api/v1/leader")) == (200, None)
     assert not any('"ready"' in line for line in pds[0].stdout_lines)
     pds[1].start()
-    status, body = wait_until(lambda: (lambda r: r if r[0] == 200 else None)(http_json("GET", pds[0].url("/pd/api/v1/members"))),
-                              10, "a leader once two of three run")
+    _status, body = wait_for_status(pds[0].url("/pd/api/v1/members"), 200, 10)
     assert body["leader"]["name"] in ("pd0", "pd1")
 
 
@@ -151,3 +150,26 @@ def test_etcd_gateway_range_put_prefix_and_leases(sim):
     pd.restart()
     pd.wait_ready()
     assert http_json("POST", pd.url("/v3/kv/range"), {"key": b64("/tici/other")})[1]["count"] == "1"
+
+
+def test_join_and_replication_from_the_config_file(sim, tmp_path):
+    config = tmp_path / "pd.toml"
+    config.write_text("[replication]\nmax-replicas = 1\nenable-placement-rules = false\nlocation-labels = ['zone', 'host']\n")
+    first = sim.pd(names=["pd-a"])
+    first.wait_ready()
+    client, peer = free_ports(2)
+    joiner = sim.spawn("pd-server", ["--name=pd-b", f"--client-urls=http://127.0.0.1:{client}", f"--peer-urls=http://127.0.0.1:{peer}",
+                                     f"--join={first.url()}", f"--data-dir={tmp_path / 'pd-b'}", f"--config={config}"],
+                       (client, peer), str(tmp_path / "pd-b"))
+    joiner.wait_ready()
+    status, body = http_json("GET", joiner.url("/pd/api/v1/members"))
+    assert status == 200 and sorted(m["name"] for m in body["members"]) == ["pd-a", "pd-b"]
+    assert body["leader"]["name"] == "pd-a"
+    # The replication config comes from the leader's state (pd-a had no --config).
+    assert http_json("GET", joiner.url("/pd/api/v1/config/replicate"))[1]["max-replicas"] == 3
+    solo_client, solo_peer = free_ports(2)
+    solo = sim.spawn("pd-server", [f"--client-urls=http://127.0.0.1:{solo_client}", f"--peer-urls=http://127.0.0.1:{solo_peer}",
+                                   f"--data-dir={tmp_path / 'solo'}", f"--config={config}"], (solo_client, solo_peer), str(tmp_path / "solo"))
+    solo.wait_ready()
+    replicate = http_json("GET", solo.url("/pd/api/v1/config/replicate"))[1]
+    assert (replicate["max-replicas"], replicate["enable-placement-rules"], replicate["location-labels"]) == (1, "false", "zone,host")

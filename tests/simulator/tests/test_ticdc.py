@@ -138,6 +138,7 @@ def test_s3_sink_is_verified_against_the_bucket(new_cluster, module_sim):
     url = new_cluster[1].url(FEED)
     status, body = http_json("POST", url, {"changefeed_id": "s3-bad", "sink_uri": base + "&secret-access-key=wrong"})
     assert (status, body["error_code"]) == (400, "CDC:ErrSinkURIInvalid") and "403" in body["error_msg"]
+    assert "wrong" not in body["error_msg"] and "cdcuser" not in body["error_msg"]  # keys redacted in errors
     missing = base.replace("ticidefaultbucket", "nobucket") + "&secret-access-key=cdc-secret"
     status, body = http_json("POST", url, {"changefeed_id": "s3-none", "sink_uri": missing})
     assert (status, body["error_code"]) == (400, "CDC:ErrSinkURIInvalid") and "404" in body["error_msg"]

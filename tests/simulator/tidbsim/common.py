@@ -427,7 +427,7 @@ class HttpService:
                                   self.headers, body)
                 faults = service.runtime.faults
                 if not parts.path.startswith("/sim/") and faults.take_failure():
-                    response = text_response(f"tidbsim: TIDBSIM_FAIL_FIRST injected failure\n", faults.fail_status)
+                    response = text_response("tidbsim: TIDBSIM_FAIL_FIRST injected failure\n", faults.fail_status)
                 else:
                     try:
                         response = service.router.dispatch(request)

@@ -36,7 +36,7 @@ def _hmac(key, msg):
 def _canonical_query(raw_query, drop=()):
     pairs = []
     for item in filter(None, raw_query.split("&")):
-        key, _, value = item.partition("=")
+        key, _eq, value = item.partition("=")
         key, value = urllib.parse.unquote_plus(key), urllib.parse.unquote_plus(value)
         if key not in drop:
             pairs.append((urllib.parse.quote(key, safe="-_.~"), urllib.parse.quote(value, safe="-_.~")))
@@ -53,7 +53,7 @@ def _header(environ, name):
 def sigv4_error(environ, body, access_key, secret_key):
     """None when the request carries a valid SigV4 signature for these keys, else (S3 code, message)."""
     raw_uri = environ.get("RAW_URI") or environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/")
-    path, _, raw_query = raw_uri.partition("?")
+    path, _mark, raw_query = raw_uri.partition("?")
     query = urllib.parse.parse_qs(raw_query)
     auth = environ.get("HTTP_AUTHORIZATION", "")
     if auth:
@@ -66,7 +66,7 @@ def sigv4_error(environ, body, access_key, secret_key):
         canonical_query = _canonical_query(raw_query)
     elif "X-Amz-Signature" in query:
         try:
-            key_id, date, region, service, _ = query["X-Amz-Credential"][0].split("/")
+            key_id, date, region, service, _terminator = query["X-Amz-Credential"][0].split("/")
             signed, signature, amz_date = query["X-Amz-SignedHeaders"][0], query["X-Amz-Signature"][0], query["X-Amz-Date"][0]
         except (KeyError, ValueError):
             return "AuthorizationQueryParametersError", "Error parsing the X-Amz-Credential parameter."

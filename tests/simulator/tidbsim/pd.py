@@ -43,6 +43,21 @@ REPLICATE_BOOLS = ("strictly-match-label", "enable-placement-rules", "enable-pla
 NO_LEADER = "[PD:apiutil:ErrRedirectNoLeader]redirect finds no leader"
 
 
+def replicate_from_config(path):
+    """The initial replication config: defaults, then [replication] of the --config TOML."""
+    replicate = dict(DEFAULT_REPLICATE)
+    if not path:
+        return replicate
+    config = common.load_toml(path, "open {path}: {reason}", "[PD:config:ErrConfigItem]parse config file {path}: {reason}")
+    for key, value in (config.get("replication") or {}).items():
+        if key in REPLICATE_BOOLS and isinstance(value, bool):
+            value = "true" if value else "false"
+        elif key == "location-labels" and isinstance(value, list):
+            value = ",".join(value)
+        replicate[key] = value
+    return replicate
+
+
 def member_id(name, peer_url):
     """A stable uint64, often above 2**53 like real member ids."""
     return int.from_bytes(hashlib.sha256(f"{name}@{peer_url}".encode()).digest()[:8], "big")
@@ -78,11 +93,11 @@ class PD:
         self.members_path = os.path.join(self.data_dir, "tidbsim-pd-members.json")
         self.state = common.load_json(self.state_path) or {
             "revision": 0, "cluster_id": 0, "bootstrapped": False, "next_id": 1, "stores": {},
-            "replicate": dict(DEFAULT_REPLICATE), "kv": {}, "kv_revision": 1, "leases": {}}
+            "replicate": replicate_from_config(flags["config"]), "kv": {}, "kv_revision": 1, "leases": {}}
         self.members = common.load_json(self.members_path) or {}
         self.members[self.name] = self._self_member()
         for item in filter(None, (flags["initial-cluster"] or "").split(",")):
-            name, _, url = item.partition("=")
+            name, _eq, url = item.partition("=")
             if not url:
                 raise common.UsageError(f"invalid --initial-cluster entry {item!r}, want name=http://host:port")
             self.members.setdefault(name, {"name": name, "peer_urls": [url], "client_urls": [], "member_id": member_id(name, url)})
@@ -162,9 +177,7 @@ class PD:
         with self.lock:
             return common.json_response({"members": self.members, "state": self.state})
 
-    def _join(self):
-        if not self.join_urls or len(self.members) > 1:
-            return
+    def join(self):
         status, data = common.first_answer("POST", self.join_urls, "/sim/peer/join", self._self_member())
         reply = json.loads(data)
         self._merge(reply["members"], reply["state"])
@@ -469,7 +482,7 @@ class PD:
 
 
 def main(argv):
-    flags, _ = common.parse_flags(argv, FLAGS, "pd-server", "go")
+    flags, _positional = common.parse_flags(argv, FLAGS, "pd-server", "go")
     if not flags["data-dir"]:
         flags["data-dir"] = f"default.{flags['name']}"
     runtime = common.Runtime("pd", flags["name"], flags["data-dir"])
@@ -481,7 +494,12 @@ def main(argv):
     peer.fallback = pd.route
     for url in pd.peer_urls:
         common.HttpService(runtime, url, peer, "peer").start()
+    # Like real PD, a joining member learns the cluster before it can lead anything.
+    while pd.join_urls and len(pd.members) == 1 and runtime.signalled is None:
+        try:
+            pd.join()
+        except OSError as exc:
+            runtime.log(f"cannot join through {pd.join_urls} yet: {exc}")
+            time.sleep(0.5)
     runtime.every(HEARTBEAT, pd.tick)
-    if pd.join_urls:
-        runtime.every(1.0, pd._join)  # pylint: disable=protected-access
     return runtime.wait_forever()

@@ -41,7 +41,7 @@ def free_ports(count=1):
     """Ports the kernel just handed out on 127.0.0.1 (bound together, so distinct)."""
     socks = []
     try:
-        for _ in range(count):
+        for _index in range(count):
             sock = socket.socket()
             sock.bind(("127.0.0.1", 0))
             socks.append(sock)
@@ -90,6 +90,17 @@ def wait_until(predicate, timeout=20.0, what="condition"):
             raise TimeoutError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
         time.sleep(delay)
         delay = min(delay * 1.5, 0.25)
+
+
+def wait_for_status(url, status=200, timeout=20.0, method="GET", body=None):
+    """Poll until the URL answers with `status`; returns (status, parsed body)."""
+    def attempt():
+        try:
+            reply = http_json(method, url, body, timeout=2.0)
+        except OSError:
+            return None
+        return reply if reply[0] == status else None
+    return wait_until(attempt, timeout, f"{method} {url} -> {status}")
 
 
 class Proc:
@@ -216,7 +227,7 @@ class Sim:
         """PD member(s) with one --initial-cluster. Returns a Proc, or a list when count > 1.
         Each Proc has .port (client) and .peer_port."""
         names = names or [f"pd{i}" for i in range(count)]
-        ports = [free_ports(2) for _ in names]
+        ports = [free_ports(2) for _name in names]
         initial = ",".join(f"{n}=http://127.0.0.1:{p[1]}" for n, p in zip(names, ports))
         procs = []
         for name, (client, peer) in zip(names, ports):

@@ -94,14 +94,25 @@ def mask_sink_uri(uri):
     if ":" not in netloc.rpartition("@")[0] and "sasl-password" not in query:
         return uri
     if "@" in netloc:
-        userinfo, _, hostport = netloc.rpartition("@")
+        userinfo, _at, hostport = netloc.rpartition("@")
         user, sep, _password = userinfo.partition(":")
         netloc = f"{user}:xxxxx@{hostport}" if sep else netloc
     pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
-    if any(key == "sasl-password" for key, _ in pairs):
+    if any(key == "sasl-password" for key, _value in pairs):
         pairs = sorted((key, "xxxxx" if key == "sasl-password" else value) for key, value in pairs)
         query = urllib.parse.urlencode(pairs, quote_via=urllib.parse.quote_plus)
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+SENSITIVE = ("password", "passwd", "pwd", "access", "token", "secret", "key", "signature", "credential", "private", "client")
+
+
+def redact_uri(uri):
+    """For error messages and logs: every credential-like query value and the userinfo password hidden."""
+    parts = urllib.parse.urlsplit(mask_sink_uri(uri))
+    pairs = [(k, "xxxxx" if any(word in k.lower() for word in SENSITIVE) else v)
+             for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)]
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(pairs)))
 
 
 def tso_time(ts):
@@ -261,17 +272,17 @@ class Capture:
         except ValueError as exc:
             raise ApiError("ErrSinkURIInvalid", f"sink uri invalid: {exc}") from None
         if parts.scheme.lower() not in SINK_SCHEMES:
-            raise ApiError("ErrSinkURIInvalid", f"sink uri invalid '{mask_sink_uri(uri)}': the sink scheme ({parts.scheme}) is not supported")
+            raise ApiError("ErrSinkURIInvalid", f"sink uri invalid '{redact_uri(uri)}': the sink scheme ({parts.scheme}) is not supported")
         if parts.scheme.lower() != "s3":
             return
         query = dict(urllib.parse.parse_qsl(parts.query))
         protocol = query.get("protocol", "")
         if protocol and protocol not in STORAGE_PROTOCOLS:
-            raise ApiError("ErrSinkURIInvalid", f"sink uri invalid '{mask_sink_uri(uri)}': protocol {protocol} is incompatible with cloud storage sink")
+            raise ApiError("ErrSinkURIInvalid", f"sink uri invalid '{redact_uri(uri)}': protocol {protocol} is incompatible with cloud storage sink")
         reason = s3check.bucket_error(query.get("endpoint"), parts.netloc, query.get("access-key"), query.get("secret-access-key"),
                                       query.get("region") or "us-east-1", query.get("force-path-style", "true") != "false")
         if reason:
-            raise ApiError("ErrSinkURIInvalid", f"sink uri invalid '{mask_sink_uri(uri)}': failed to access the bucket: {reason}")
+            raise ApiError("ErrSinkURIInvalid", f"sink uri invalid '{redact_uri(uri)}': failed to access the bucket: {reason}")
 
     def _body(self, request, required=True):
         if not request.body:
@@ -435,6 +446,8 @@ class Capture:
                 return handler(request, *groups)
             except ApiError as exc:
                 return self.error(exc.code, exc.message)
+            except (TypeError, ValueError) as exc:  # e.g. start_ts that is not a number
+                return self.error("ErrAPIInvalidParam", f"invalid api parameter: {exc}")
             except OSError as exc:
                 return self.error("ErrPDEtcdAPIError", f"etcd api call error: {exc}", 500)
         return wrapped
@@ -482,7 +495,10 @@ def newarch_enabled(flags):
 def main(argv):
     if not argv or argv[0] != "server":
         raise common.UsageError("Error: unknown command " + (repr(argv[0]) if argv else "''") + " for \"cdc\"\nRun 'cdc --help' for usage.", 1)
-    flags, _ = common.parse_flags(argv[1:], FLAGS, "cdc server", "cobra")
+    flags, _positional = common.parse_flags(argv[1:], FLAGS, "cdc server", "cobra")
+    if not flags["gc-ttl"].lstrip("-").isdigit():
+        raise common.UsageError(f'Error: invalid argument "{flags["gc-ttl"]}" for "--gc-ttl" flag: strconv.ParseInt:'
+                                f' parsing "{flags["gc-ttl"]}": invalid syntax', 1)
     newarch = newarch_enabled(flags)
     address = flags["advertise-addr"] or flags["addr"]
     runtime = common.Runtime("cdc", address, flags["data-dir"] or None)

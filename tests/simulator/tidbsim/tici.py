@@ -150,7 +150,7 @@ def main(argv):
         word = argv[0] if argv else ""
         raise common.UsageError(f"error: unrecognized subcommand '{word}'\n\nUsage: tici-server <COMMAND>\n\nCommands:\n  meta\n  worker", 2)
     role = argv[0]
-    flags, _ = common.parse_flags(argv[1:], flags_for(role), f"tici-server {role}", "clap")
+    flags, _positional = common.parse_flags(argv[1:], flags_for(role), f"tici-server {role}", "clap")
     config = load_config(flags["config"])
     server = config.get("server") or {}
     default_port, default_status = ROLE_DEFAULTS[role]

@@ -39,7 +39,7 @@ TIDB_VERSION_TEXT = (f"Release Version: {common.SIM_VERSION}-tidbsim\nEdition: C
 def accounts():
     users = {"root": ""}
     for item in filter(None, os.environ.get("TIDBSIM_TIDB_USERS", "").split(",")):
-        user, _, password = item.partition(":")
+        user, _colon, password = item.partition(":")
         users[user] = password
     return users
 
@@ -105,7 +105,10 @@ def start_mysql(runtime, host, port):
 
 
 def main(argv):
-    flags, _ = common.parse_flags(argv, FLAGS, "tidb-server", "go")
+    flags, _positional = common.parse_flags(argv, FLAGS, "tidb-server", "go")
+    if flags["config"]:
+        common.load_toml(flags["config"], "load config file: {path}: open {path}: {reason}",
+                         "load config file: {path}: toml: {reason}")
     if flags["store"] != "tikv":
         raise common.UsageError(
             f"tidbsim: --store={flags['store']} would run TiDB on its embedded mock store ({flags['store']}), not on TiKV;"

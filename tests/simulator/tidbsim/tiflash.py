@@ -22,7 +22,7 @@ def parse_override(item):
     """`--a.b.c=value` -> (['a','b','c'], value as TOML if it parses, else the string)."""
     if not item.startswith("--") or "=" not in item:
         raise common.UsageError(f"unrecognised option '{item}': arguments after -- must look like --key=value", 1)
-    key, _, raw = item[2:].partition("=")
+    key, _eq, raw = item[2:].partition("=")
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
@@ -67,7 +67,7 @@ class Settings:
         self.status_advertise = (get_path(config, "flash.proxy.advertise-status-addr") or proxy_server.get("advertise-status-addr")
                                  or self.status_addr)
         main_dirs = get_path(config, "storage.main.dir")
-        self.data_dir = (main_dirs[0] if main_dirs else str(config.get("path", "./")).split(",")[0])
+        self.data_dir = (main_dirs[0] if main_dirs else str(config.get("path", "./")).split(",", maxsplit=1)[0])
         self.metrics_port = get_path(config, "status.metrics_port")
         self.tici = self._tici(config.get("tici"))
 

@@ -59,7 +59,10 @@ class StoreClient:
 
 
 def main(argv):
-    flags, _ = common.parse_flags(argv, FLAGS, "tikv-server", "clap")
+    flags, _positional = common.parse_flags(argv, FLAGS, "tikv-server", "clap")
+    if flags["config"]:
+        common.load_toml(flags["config"], "[FATAL] invalid configuration file {path}: {reason}",
+                         "[FATAL] invalid configuration file {path}: {reason}")
     address = advertise(flags["addr"], flags["advertise-addr"], "advertise-addr")
     status_address = advertise(flags["status-addr"], flags["advertise-status-addr"], "advertise-status-addr")
     pd_urls = common.url_list(flags["pd-endpoints"] or "127.0.0.1:2379")
