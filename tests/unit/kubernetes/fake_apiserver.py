@@ -1,0 +1,125 @@
+"""A tiny stand-in for the Kubernetes API server, enough for roles/_kubernetes tasks_from pd.yml.
+
+It serves discovery for the kinds the backend applies, stores server-side-applied objects (and
+reports StatefulSets as rolled out once they exist), and answers PD's health and members through
+the pod proxy path. Every request is recorded so tests can assert order and count. It is a test
+double for orchestration, not a validation of Kubernetes semantics.
+"""
+
+import json
+import re
+import threading
+
+import yaml
+from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.wrappers import Request, Response
+
+CORE = [("namespaces", "Namespace", False), ("configmaps", "ConfigMap", True), ("secrets", "Secret", True),
+        ("services", "Service", True), ("pods", "Pod", True), ("pods/proxy", "PodProxyOptions", True),
+        ("services/proxy", "ServiceProxyOptions", True)]
+GROUPS = {"apps/v1": [("statefulsets", "StatefulSet", True)], "batch/v1": [("jobs", "Job", True)]}
+OBJECT_PATH = re.compile(r"^/(?:api/v1|apis/(?P<group>[a-z.]+/v1))(?:/namespaces/(?P<ns>[^/]+))?/(?P<plural>[a-z]+)/(?P<name>[^/]+)$")
+PROXY_PATH = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/(?P<kind>pods|services)/(?P<name>[^/:]+):(?P<port>\d+)/proxy(?P<path>/.*)$")
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, code="-", size="-"):
+        """Keep the test output clean; the server records requests itself."""
+
+
+def _resource_list(group_version, resources):
+    return {"kind": "APIResourceList", "groupVersion": group_version, "resources": [
+        {"name": name, "singularName": "", "namespaced": namespaced, "kind": kind,
+         "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]}
+        for name, kind, namespaced in resources]}
+
+
+class FakeApiServer:
+    def __init__(self, pd_members=3, rolled_out=True):
+        self.objects = {}
+        self.requests = []
+        self.patches = []
+        self.pd_members = pd_members
+        self.rolled_out = rolled_out
+        self._server = make_server("127.0.0.1", 0, self._app, threaded=True, request_handler=_QuietHandler)
+        self.url = "http://127.0.0.1:%d" % self._server.server_port
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._server.shutdown()
+
+    def kubeconfig(self, path):
+        config = {"apiVersion": "v1", "kind": "Config", "current-context": "fake",
+                  "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
+                  "users": [{"name": "fake", "user": {"token": "fake-token"}}],
+                  "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}]}
+        path.write_text(yaml.safe_dump(config))
+        return str(path)
+
+    def mutations(self):
+        return [(method, path) for method, path in self.requests if method not in ("GET", "HEAD")]
+
+    def _json(self, body, status=200):
+        return Response(json.dumps(body), status=status, content_type="application/json")
+
+    def _app(self, environ, start_response):
+        request = Request(environ)
+        self.requests.append((request.method, request.path))
+        return self._route(request)(environ, start_response)
+
+    def _route(self, request):
+        path = request.path
+        if path == "/version":
+            return self._json({"major": "1", "minor": "30", "gitVersion": "v1.30.0"})
+        if path == "/api":
+            return self._json({"kind": "APIVersions", "versions": ["v1"]})
+        if path == "/apis":
+            return self._json({"kind": "APIGroupList", "groups": [
+                {"name": gv.split("/")[0], "versions": [{"groupVersion": gv, "version": "v1"}],
+                 "preferredVersion": {"groupVersion": gv, "version": "v1"}} for gv in GROUPS]})
+        if path == "/api/v1":
+            return self._json(_resource_list("v1", CORE))
+        if path.startswith("/apis/") and path[len("/apis/"):] in GROUPS:
+            group_version = path[len("/apis/"):]
+            return self._json(_resource_list(group_version, GROUPS[group_version]))
+        proxy = PROXY_PATH.match(path)
+        if proxy:
+            return self._pd(proxy.group("path"))
+        match = OBJECT_PATH.match(path)
+        if match:
+            return self._object(request, path)
+        return self._json({"kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404}, 404)
+
+    def _object(self, request, path):
+        if request.method == "GET":
+            if path in self.objects:
+                return self._json(self.objects[path])
+            return self._json({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound",
+                               "message": "not found", "code": 404}, 404)
+        if request.method == "PATCH":
+            body = yaml.safe_load(request.get_data(as_text=True))
+            self.patches.append((path, request.content_type, dict(request.args)))
+            body.setdefault("metadata", {})["generation"] = 1
+            if body.get("kind") == "StatefulSet" and self.rolled_out:
+                replicas = body["spec"]["replicas"]
+                body["status"] = {"observedGeneration": 1, "replicas": replicas, "readyReplicas": replicas,
+                                  "updatedReplicas": replicas, "currentRevision": "r1", "updateRevision": "r1"}
+            self.objects[path] = body
+            return self._json(body)
+        return self._json({"kind": "Status", "code": 405}, 405)
+
+    def _pd(self, path):
+        members = [{"name": "tidb-pd-%d" % i, "member_id": 1000 + i, "health": True,
+                    "client_urls": ["http://tidb-pd-%d.tidb-pd-peer.tidb.svc:2379" % i]} for i in range(self.pd_members)]
+        if path == "/pd/api/v1/health":
+            return self._json(members)
+        if path == "/pd/api/v1/members":
+            return self._json({"header": {"cluster_id": 7}, "members": members, "leader": members[0],
+                               "etcd_leader": members[0]})
+        if path == "/pd/api/v2/readyz":
+            return Response("ok\n", status=200)
+        return self._json({"error": "unknown path %s" % path}, 404)
