@@ -19,7 +19,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
 import harness  # noqa: E402  pylint: disable=wrong-import-position,import-error
 
 
-
 def _docker_ready():
     if shutil.which("docker") is None:
         return "docker CLI not installed"

@@ -1,8 +1,9 @@
 """A component that never becomes ready fails site.yml at its own gate, in time, with a useful message.
 
 One cluster walks the deploy order: case k makes only component k never ready (TIDBSIM_NEVER_READY),
-so the components before it are already up from earlier cases and the run stops at k's gate. After
-each case k's containers are removed, so the next case starts them healthy.
+so the components before it are already up from earlier cases and the run stops at k's gate. k's
+containers are removed before and after its case, so it starts with the fault and later cases
+start it healthy.
 """
 
 import re
@@ -10,7 +11,7 @@ import subprocess
 
 import pytest
 
-import harness
+import harness  # pylint: disable=import-error  # benchmarks/, put on sys.path by conftest.py
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(
     not harness.roles_take_container_env(), reason="the roles do not merge tidb_container_env into container env yet")]
@@ -26,8 +27,14 @@ def cluster(make_module_cluster):
     return make_module_cluster("local")
 
 
+def _remove(cluster, kind):
+    names = [cluster.container(host) for host, _, _ in cluster.instances(kind)]
+    subprocess.run(["docker", "rm", "-f", *names], check=False, capture_output=True)
+
+
 @pytest.mark.parametrize("kind", ORDER)
 def test_never_ready_fails_at_its_gate(cluster, kind):
+    _remove(cluster, kind)  # an earlier case may have started it healthy: start it with the fault
     run = cluster.site({"tidb_gate_timeout": GATE_TIMEOUT, "tidb_container_env": harness.sim_env(kind, never_ready=1)})
     try:
         assert run.rc != 0, f"site.yml succeeded although {kind} never became ready:\n{run.stdout[-3000:]}"
@@ -51,6 +58,4 @@ def test_never_ready_fails_at_its_gate(cluster, kind):
         # The last observation follows the instance: "<instance>: <what was seen>".
         assert re.search(rf":{named[0]}\S*: \S", msg), f"message has no last observation after the instance: {msg}"
     finally:
-        # The next case needs this component healthy: start it afresh (data volumes stay).
-        names = [cluster.container(host) for host, _, _ in cluster.instances(kind)]
-        subprocess.run(["docker", "rm", "-f", *names], check=False, capture_output=True)
+        _remove(cluster, kind)  # the next cases need it healthy: it starts afresh (data volumes stay)

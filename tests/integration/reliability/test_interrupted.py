@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-import harness
+import harness  # pylint: disable=import-error  # benchmarks/, put on sys.path by conftest.py
 
 pytestmark = pytest.mark.integration
 

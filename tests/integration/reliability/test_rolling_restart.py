@@ -8,7 +8,7 @@ from datetime import datetime
 
 import pytest
 
-import harness
+import harness  # pylint: disable=import-error  # benchmarks/, put on sys.path by conftest.py
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(
     not harness.roles_take_container_env(), reason="the roles do not merge tidb_container_env into container env yet")]
