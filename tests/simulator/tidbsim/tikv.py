@@ -86,6 +86,8 @@ def main(argv):
     common.TcpListener(runtime, flags["addr"], "grpc").start()
 
     def heartbeat():
+        if not runtime.start_delay_passed():  # a slow start registers late
+            return
         first = client.store_id is None
         client.heartbeat()
         # The real status server starts only after PD registration.
