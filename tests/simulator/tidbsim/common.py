@@ -255,7 +255,9 @@ class Runtime:
             timer.start()
 
     def log(self, message):
-        print(f"[tidbsim {self.component} {self.name}] {message}", file=sys.stderr, flush=True)
+        # One write per line, so lines from several threads never interleave.
+        sys.stderr.write(f"[tidbsim {self.component} {self.name}] {message}\n")
+        sys.stderr.flush()
 
     def _on_signal(self, signum, _frame):
         # No locks in a signal handler (Event.set could deadlock on a second signal): set a plain flag.
@@ -277,7 +279,8 @@ class Runtime:
         self.ready_event.set()
         line = {"tidbsim": "ready", "component": self.component, "name": self.name,
                 "monotonic": time.monotonic(), "wall": time.time()}
-        print(json.dumps(line), flush=True)
+        sys.stdout.write(json.dumps(line) + "\n")
+        sys.stdout.flush()
         return True
 
     @property
