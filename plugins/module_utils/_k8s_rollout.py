@@ -14,11 +14,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import time
-
-READY = "ready"
-WAIT = "wait"
-FAIL = "fail"
+from ansible_collections.tidbops.cluster.plugins.module_utils._waiter import FAILED, READY, WAITING, Check, wait_for
 
 
 def _int(mapping, key):
@@ -27,13 +23,13 @@ def _int(mapping, key):
 
 
 def statefulset_status(obj):
-    """Return (verdict, reason) for a StatefulSet rollout.
+    """Return (state, reason) for a StatefulSet rollout.
 
     Ready means: the controller has seen the current spec (observedGeneration >= generation),
     every desired replica is updated and ready, and the update revision is the current one.
     """
     if not obj:
-        return WAIT, "StatefulSet not found yet"
+        return WAITING, "StatefulSet not found yet"
     meta = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}
@@ -43,26 +39,26 @@ def statefulset_status(obj):
     generation = _int(meta, "generation")
     observed = _int(status, "observedGeneration")
     if observed < generation:
-        return WAIT, "observedGeneration %d < generation %d" % (observed, generation)
+        return WAITING, "observedGeneration %d < generation %d" % (observed, generation)
     ready = _int(status, "readyReplicas")
     updated = _int(status, "updatedReplicas")
     replicas = _int(status, "replicas")
     if updated < desired:
-        return WAIT, "updatedReplicas %d/%d" % (updated, desired)
+        return WAITING, "updatedReplicas %d/%d" % (updated, desired)
     if ready < desired:
-        return WAIT, "readyReplicas %d/%d" % (ready, desired)
+        return WAITING, "readyReplicas %d/%d" % (ready, desired)
     if replicas > desired:
-        return WAIT, "%d replicas still running, %d desired" % (replicas, desired)
+        return WAITING, "%d replicas still running, %d desired" % (replicas, desired)
     current, update = status.get("currentRevision"), status.get("updateRevision")
     if update and current != update:
-        return WAIT, "currentRevision %s != updateRevision %s" % (current, update)
+        return WAITING, "currentRevision %s != updateRevision %s" % (current, update)
     return READY, "%d/%d replicas ready at revision %s" % (ready, desired, update or "?")
 
 
 def job_status(obj):
-    """Return (verdict, reason) for a Job: ready once Complete, fail once Failed."""
+    """Return (state, reason) for a Job: ready once Complete, fail once Failed."""
     if not obj:
-        return WAIT, "Job not found yet"
+        return WAITING, "Job not found yet"
     status = obj.get("status") or {}
     for condition in status.get("conditions") or []:
         if condition.get("status") != "True":
@@ -70,8 +66,8 @@ def job_status(obj):
         if condition.get("type") == "Complete":
             return READY, "Job complete"
         if condition.get("type") == "Failed":
-            return FAIL, "Job failed: %s %s" % (condition.get("reason", ""), condition.get("message", ""))
-    return WAIT, "Job running: %d active, %d failed pods" % (_int(status, "active"), _int(status, "failed"))
+            return FAILED, "Job failed: %s %s" % (condition.get("reason", ""), condition.get("message", ""))
+    return WAITING, "Job running: %d active, %d failed pods" % (_int(status, "active"), _int(status, "failed"))
 
 
 PREDICATES = {"StatefulSet": statefulset_status, "Job": job_status}
@@ -81,29 +77,24 @@ class TransientError(Exception):
     """An error worth retrying (API server unreachable, 5xx, throttling)."""
 
 
-def wait_rollout(read, kind, timeout, interval=1.0, max_interval=10.0, clock=time.monotonic, sleep=time.sleep):
-    """Poll ``read()`` until the predicate for ``kind`` says ready or fail, or the deadline passes.
+def wait_rollout(read, kind, name, deadline, check_mode=False):
+    """Poll ``read()`` until the predicate for ``kind`` says ready or failed, or ``deadline`` (a _waiter.Deadline) passes.
 
     ``read`` returns the object (dict) or None when it does not exist yet, and raises
-    TransientError for errors worth retrying. Returns a dict with ``ready``, ``verdict``,
-    ``reason``, ``elapsed``, ``polls`` and ``object`` (the last observation).
+    TransientError for errors worth retrying. In check mode it reads once. Returns a dict with
+    ``ready``, ``state``, ``reason``, ``elapsed``, ``polls`` and ``object`` (the last observation).
     """
     predicate = PREDICATES[kind]
-    start = clock()
-    deadline = start + timeout
-    delay = interval
-    polls = 0
-    last = None
-    while True:
-        polls += 1
+    last = {}
+
+    def probe():
         try:
-            last = read()
-            verdict, reason = predicate(last)
+            last["object"] = read()
+            state, reason = predicate(last["object"])
         except TransientError as exc:
-            verdict, reason = WAIT, "transient error: %s" % exc
-        now = clock()
-        if verdict != WAIT or now >= deadline:
-            return dict(ready=verdict == READY, verdict=verdict, reason=reason,
-                        elapsed=round(now - start, 3), polls=polls, object=last)
-        sleep(min(delay, max(deadline - now, 0)))
-        delay = min(delay * 1.5, max_interval)
+            state, reason = WAITING, "transient error: %s" % exc
+        return [Check(name, state, reason)]
+
+    result = wait_for(probe, deadline, check_mode=check_mode)
+    return dict(ready=result.ready, state=result.state, reason=result.checks[0].reason,
+                elapsed=round(result.elapsed, 3), polls=result.rounds, object=last.get("object"))

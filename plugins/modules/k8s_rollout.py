@@ -111,10 +111,8 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.tidbops.cluster.plugins.module_utils._k8s_rollout import (
-    TransientError,
-    wait_rollout,
-)
+from ansible_collections.tidbops.cluster.plugins.module_utils._k8s_rollout import TransientError, wait_rollout
+from ansible_collections.tidbops.cluster.plugins.module_utils._waiter import FAILED, Deadline
 
 try:
     from kubernetes import client as k8s_client, config as k8s_config
@@ -182,8 +180,8 @@ def main():
     try:
         api_client = _api_client(params["kubeconfig"], params["context"])
         read = make_reader(api_client, params["kind"], params["name"], params["namespace"])
-        timeout = 0 if module.check_mode else params["timeout"]
-        outcome = wait_rollout(read, params["kind"], timeout, interval=params["interval"])
+        deadline = Deadline(params["timeout"], params["interval"])
+        outcome = wait_rollout(read, params["kind"], params["name"], deadline, check_mode=module.check_mode)
     except (ApiException, k8s_config.ConfigException) as exc:
         module.fail_json(msg="%s %s/%s: %s" % (params["kind"], params["namespace"], params["name"], exc))
     result = dict(
@@ -195,7 +193,7 @@ def main():
         status=(outcome["object"] or {}).get("status") or {},
     )
     if not outcome["ready"] and not module.check_mode:
-        if outcome["verdict"] == "fail":
+        if outcome["state"] == FAILED:
             msg = "%s %s/%s failed: %s" % (params["kind"], params["namespace"], params["name"], outcome["reason"])
         else:
             msg = "%s %s/%s not ready after %.1fs: %s" % (

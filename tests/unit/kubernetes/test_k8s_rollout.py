@@ -6,6 +6,7 @@ import pytest
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.tidbops.cluster.plugins.module_utils import _k8s_rollout as rollout
+from ansible_collections.tidbops.cluster.plugins.module_utils import _waiter
 from ansible_collections.tidbops.cluster.plugins.modules import k8s_rollout as module
 
 
@@ -16,29 +17,29 @@ def sts(replicas=3, generation=2, observed=2, ready=3, updated=3, current="r2", 
                        "currentRevision": current, "updateRevision": update}}
 
 
-@pytest.mark.parametrize("obj, verdict, reason", [
+@pytest.mark.parametrize("obj, state, reason", [
     (sts(), "ready", "3/3 replicas ready"),
-    (None, "wait", "not found"),
-    (sts(observed=1), "wait", "observedGeneration 1 < generation 2"),
-    (sts(updated=2), "wait", "updatedReplicas 2/3"),
-    (sts(ready=2), "wait", "readyReplicas 2/3"),
-    (sts(current="r1"), "wait", "currentRevision r1 != updateRevision r2"),
-    (sts(replicas=2, ready=2, updated=2, running=3), "wait", "3 replicas still running, 2 desired"),
-    ({"metadata": {"generation": 1}, "spec": {"replicas": 1}, "status": {}}, "wait", "observedGeneration 0 < generation 1"),
+    (None, "waiting", "not found"),
+    (sts(observed=1), "waiting", "observedGeneration 1 < generation 2"),
+    (sts(updated=2), "waiting", "updatedReplicas 2/3"),
+    (sts(ready=2), "waiting", "readyReplicas 2/3"),
+    (sts(current="r1"), "waiting", "currentRevision r1 != updateRevision r2"),
+    (sts(replicas=2, ready=2, updated=2, running=3), "waiting", "3 replicas still running, 2 desired"),
+    ({"metadata": {"generation": 1}, "spec": {"replicas": 1}, "status": {}}, "waiting", "observedGeneration 0 < generation 1"),
 ])
-def test_statefulset_status(obj, verdict, reason):
-    got_verdict, got_reason = rollout.statefulset_status(obj)
-    assert got_verdict == verdict and reason in got_reason
+def test_statefulset_status(obj, state, reason):
+    got_state, got_reason = rollout.statefulset_status(obj)
+    assert got_state == state and reason in got_reason
 
 
-@pytest.mark.parametrize("conditions, verdict", [
+@pytest.mark.parametrize("conditions, state", [
     ([{"type": "Complete", "status": "True"}], "ready"),
-    ([{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}], "fail"),
-    ([{"type": "Complete", "status": "False"}], "wait"),
-    ([], "wait"),
+    ([{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}], "failed"),
+    ([{"type": "Complete", "status": "False"}], "waiting"),
+    ([], "waiting"),
 ])
-def test_job_status(conditions, verdict):
-    assert rollout.job_status({"status": {"conditions": conditions, "active": 1}})[0] == verdict
+def test_job_status(conditions, state):
+    assert rollout.job_status({"status": {"conditions": conditions, "active": 1}})[0] == state
 
 
 class FakeClock:
@@ -52,6 +53,9 @@ class FakeClock:
     def sleep(self, seconds):
         self.sleeps.append(seconds)
         self.now += seconds
+
+    def deadline(self, timeout, interval=1.0):
+        return _waiter.Deadline(timeout, interval, clock=self.clock, sleep=self.sleep)
 
 
 def reader(sequence):
@@ -68,15 +72,14 @@ def reader(sequence):
 def test_waiter_retries_transient_errors_until_ready():
     fake = FakeClock()
     read = reader([None, rollout.TransientError("HTTP 503"), sts(ready=1), sts()])
-    outcome = rollout.wait_rollout(read, "StatefulSet", timeout=60, interval=1.0, clock=fake.clock, sleep=fake.sleep)
+    outcome = rollout.wait_rollout(read, "StatefulSet", "tidb-pd", fake.deadline(60))
     assert outcome["ready"] and outcome["polls"] == 4
     assert fake.sleeps == [1.0, 1.5, 2.25]  # backoff x1.5
 
 
 def test_waiter_times_out_with_the_last_observation():
     fake = FakeClock()
-    outcome = rollout.wait_rollout(lambda: sts(ready=2), "StatefulSet", timeout=10, interval=1.0,
-                                   clock=fake.clock, sleep=fake.sleep)
+    outcome = rollout.wait_rollout(lambda: sts(ready=2), "StatefulSet", "tidb-pd", fake.deadline(10))
     assert not outcome["ready"] and outcome["reason"] == "readyReplicas 2/3"
     assert outcome["elapsed"] == 10.0 and outcome["object"]["status"]["readyReplicas"] == 2
     assert sum(fake.sleeps) == 10.0  # never sleeps past the deadline
@@ -85,8 +88,8 @@ def test_waiter_times_out_with_the_last_observation():
 def test_waiter_stops_at_once_on_a_failed_job():
     fake = FakeClock()
     outcome = rollout.wait_rollout(lambda: {"status": {"conditions": [{"type": "Failed", "status": "True"}]}},
-                                   "Job", timeout=60, clock=fake.clock, sleep=fake.sleep)
-    assert outcome["verdict"] == "fail" and outcome["polls"] == 1 and fake.sleeps == []
+                                   "Job", "tidb-minio-bucket", fake.deadline(60))
+    assert outcome["state"] == "failed" and outcome["polls"] == 1 and fake.sleeps == []
 
 
 def run_module(monkeypatch, capsys, args, sequence, check_mode=False):
@@ -97,7 +100,6 @@ def run_module(monkeypatch, capsys, args, sequence, check_mode=False):
         return reader(sequence)
     monkeypatch.setattr(module, "_api_client", lambda kubeconfig, context: object())
     monkeypatch.setattr(module, "make_reader", fake_reader)
-    monkeypatch.setattr(rollout.time, "sleep", lambda seconds: None)
     if check_mode:
         args = dict(args, _ansible_check_mode=True)
     with patch_module_args(args):
