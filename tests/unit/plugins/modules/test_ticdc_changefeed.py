@@ -22,7 +22,7 @@ BASE = '/api/v2/changefeeds'
 
 def args(ticdc, **overrides):
     base = dict(server=ticdc.url, changefeed_id=FEED, sink_uri=SINK, replica_config={'sink': {'protocol': 'canal-json', 'date_separator': 'none'}},
-                timeout=5)
+                timeout=15)
     base.update(overrides)
     return base
 
