@@ -374,13 +374,21 @@ def _config_arg(flag):
     return "%s=%s/$(POD_NAME).toml" % (flag, CONFIG_DIR)
 
 
+def _server_component(cluster, component, config_key, command, args, ports, probe):
+    """ConfigMap with one TOML per pod, Services and StatefulSet of a component whose config holds no secret."""
+    files = _config_files(cluster, component, lambda instance, _pod: _user_config(cluster, config_key, instance))
+    config = _config_object(cluster, component, files, False)
+    sts = _statefulset(cluster, component, command, args + [_config_arg("--config")], ports, probe,
+                       config_volume=("ConfigMap", config["metadata"]["name"]))
+    return [config] + _services(cluster, component, ports) + [sts]
+
+
 # ---------------------------------------------------------------------------------------------
 # Components (flags and ports as in components.md and tici.md, addresses are pod DNS names)
 
 def _pd(cluster):
     client, peer = _port(cluster, "pd", "client_port"), _port(cluster, "pd", "peer_port")
     initial = ",".join("%s=http://%s:%d" % (pod, _pod_fqdn(cluster, "pd", pod), peer) for pod in _pod_names(cluster, "pd"))
-    config = _config_object(cluster, "pd", _config_files(cluster, "pd", lambda i, pod: _user_config(cluster, "pd", i)), False)
     args = [
         "--name=$(POD_NAME)",
         "--data-dir=%s/pd" % DATA_DIR,
@@ -390,17 +398,13 @@ def _pd(cluster):
         "--advertise-peer-urls=http://%s:%d" % (_pod_fqdn(cluster, "pd"), peer),
         # Used only to bootstrap a fresh cluster; with existing data PD keeps its member list.
         "--initial-cluster=%s" % initial,
-        _config_arg("--config"),
     ]
-    ports = [("client", client), ("peer", peer)]
-    sts = _statefulset(cluster, "pd", ["/pd-server"], args, ports, _probe(cluster, "pd", client, "/pd/api/v1/health"),
-                       config_volume=("ConfigMap", config["metadata"]["name"]))
-    return [config] + _services(cluster, "pd", ports) + [sts]
+    return _server_component(cluster, "pd", "pd", ["/pd-server"], args, [("client", client), ("peer", peer)],
+                             _probe(cluster, "pd", client, "/pd/api/v1/health"))
 
 
 def _tikv(cluster):
     port, status = _port(cluster, "tikv", "port"), _port(cluster, "tikv", "status_port")
-    config = _config_object(cluster, "tikv", _config_files(cluster, "tikv", lambda i, pod: _user_config(cluster, "tikv", i)), False)
     args = [
         "--addr=0.0.0.0:%d" % port,
         "--advertise-addr=%s:%d" % (_pod_fqdn(cluster, "tikv"), port),
@@ -408,17 +412,13 @@ def _tikv(cluster):
         "--advertise-status-addr=%s:%d" % (_pod_fqdn(cluster, "tikv"), status),
         "--pd-endpoints=%s" % _pd_addr(cluster),
         "--data-dir=%s/tikv" % DATA_DIR,
-        _config_arg("--config"),
     ]
-    ports = [("server", port), ("status", status)]
-    sts = _statefulset(cluster, "tikv", ["/tikv-server"], args, ports, _probe(cluster, "tikv", status, "/status"),
-                       config_volume=("ConfigMap", config["metadata"]["name"]))
-    return [config] + _services(cluster, "tikv", ports) + [sts]
+    return _server_component(cluster, "tikv", "tikv", ["/tikv-server"], args, [("server", port), ("status", status)],
+                             _probe(cluster, "tikv", status, "/status"))
 
 
 def _tidb(cluster):
     port, status = _port(cluster, "tidb", "port"), _port(cluster, "tidb", "status_port")
-    config = _config_object(cluster, "tidb", _config_files(cluster, "tidb", lambda i, pod: _user_config(cluster, "tidb", i)), False)
     args = [
         "--store=tikv",
         "--path=%s" % _pd_addr(cluster),
@@ -426,12 +426,9 @@ def _tidb(cluster):
         "-P", str(port),
         "--status=%d" % status,
         "--advertise-address=%s" % _pod_fqdn(cluster, "tidb"),
-        _config_arg("--config"),
     ]
-    ports = [("mysql", port), ("status", status)]
-    sts = _statefulset(cluster, "tidb", ["/tidb-server"], args, ports, _probe(cluster, "tidb", status, "/status"),
-                       config_volume=("ConfigMap", config["metadata"]["name"]))
-    return [config] + _services(cluster, "tidb", ports) + [sts]
+    return _server_component(cluster, "tidb", "tidb", ["/tidb-server"], args, [("mysql", port), ("status", status)],
+                             _probe(cluster, "tidb", status, "/status"))
 
 
 def _minio(cluster):
@@ -478,7 +475,6 @@ def _minio(cluster):
 
 def _ticdc(cluster):
     port = _port(cluster, "ticdc", "port")
-    config = _config_object(cluster, "ticdc", _config_files(cluster, "ticdc", lambda i, pod: _user_config(cluster, "cdc", i)), False)
     args = [
         "server",
         "--addr=0.0.0.0:%d" % port,
@@ -487,12 +483,8 @@ def _ticdc(cluster):
         "--data-dir=%s/ticdc" % DATA_DIR,
         # TiCI reads what the new architecture writes (tici.md 8.1).
         "--newarch=true",
-        _config_arg("--config"),
     ]
-    ports = [("api", port)]
-    sts = _statefulset(cluster, "ticdc", ["/cdc"], args, ports, _probe(cluster, "ticdc", port, "/status"),
-                       config_volume=("ConfigMap", config["metadata"]["name"]))
-    return [config] + _services(cluster, "ticdc", ports) + [sts]
+    return _server_component(cluster, "ticdc", "cdc", ["/cdc"], args, [("api", port)], _probe(cluster, "ticdc", port, "/status"))
 
 
 def _s3_secret_name(cluster):
