@@ -35,9 +35,9 @@ GROUPS = {
     "tiflash_servers": ("tiflash", {"flash_service_port": 3930, "flash_proxy_port": 20170, "flash_proxy_status_port": 20292,
                                     "metrics_port": 8234, "tici_reader_port": 8520}),
 }
-KINDS = [kind for kind, _ in GROUPS.values()]
+KINDS = [kind for kind, _ports in GROUPS.values()]
 # Every default port of the shipped inventories, to keep shifted copies clear of them.
-_SHIPPED_PORTS = sorted({port for _, ports in GROUPS.values() for port in ports.values()}
+_SHIPPED_PORTS = sorted({port for _kind, ports in GROUPS.values() for port in ports.values()}
                         | {2382, 2383, 2384, 2385, 20161, 20162, 20181, 20182})
 
 
@@ -76,7 +76,7 @@ def pick_offset(hosts_file, rng=None):
     """A port offset whose shifted ports collide with no shipped default and are free right now."""
     rng = rng or random.Random()
     wanted = sorted(set(inventory_ports(load_yaml(hosts_file))))
-    for _ in range(200):
+    for _attempt in range(200):
         offset = rng.randrange(10000, 65000 - max(wanted), 7)
         shifted = [port + offset for port in wanted]
         if set(shifted) & set(_SHIPPED_PORTS):
@@ -232,6 +232,10 @@ class Cluster:
     def container(self, host):
         return f"{self.name}-{host}"
 
+    def containers_of(self, kind):
+        """Container names of one component kind's instances."""
+        return [self.container(host) for host, _kind, _vars in self.instances(kind)]
+
     # ------------------------------------------------------------ running playbooks
 
     def env(self, timeline, extra_env=None, profile=False):
@@ -275,10 +279,10 @@ class Cluster:
         proc, timeline, started = self.start(playbook, extra_vars, args, extra_env, profile)
         clock = time.monotonic()
         try:
-            stdout, _ = proc.communicate(timeout=timeout)
+            stdout = proc.communicate(timeout=timeout)[0]
         except subprocess.TimeoutExpired:
             proc.kill()
-            stdout, _ = proc.communicate()
+            stdout = proc.communicate()[0]
         wall = time.monotonic() - clock
         (self.workdir / f"output-{self._runs}.log").write_text(stdout, encoding="utf-8")
         return PlaybookRun(proc.returncode, stdout, wall, read_events(timeline), started)

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright (c) tidbops.cluster contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """make bench: how fast site.yml converges, against the dependency floor and a docker-compose peer.
@@ -115,7 +114,7 @@ def phase_times(run):
     marks = [(e["t"], e.get("play")) for e in run.events if e["event"] == "play_start"]
     end = next((e["t"] for e in run.events if e["event"] == "recap"), run.started + run.wall_s)
     phases = {}
-    for (start, name), (stop, _) in zip(marks, marks[1:] + [(end, None)]):
+    for (start, name), (stop, _next) in zip(marks, marks[1:] + [(end, None)]):
         phases[name] = phases.get(name, 0.0) + stop - start
     return phases
 
@@ -141,8 +140,8 @@ def detection_latencies(cluster, run):
     latencies = {}
     for kind, gate_end in run.gate_ends().items():
         instants = []
-        for host, _, _ in cluster.instances(kind):
-            lines = harness.ready_lines(cluster.container(host))
+        for container in cluster.containers_of(kind):
+            lines = harness.ready_lines(container)
             if lines:
                 instants.append(lines[-1]["wall"])
         if instants:
@@ -277,7 +276,7 @@ def write_markdown(results, path):
                        ("changefeed_idempotent_requests", "requests, idempotent changefeed run")]:
         lines.append(f"| {label} | " + " | ".join(_fmt(results[t].get(key)) for t in topologies) + " |")
     lines += ["", "| Budget | " + " | ".join(topologies) + " |", "|---|" + "---|" * len(topologies)]
-    for i, (_, text, _) in enumerate(BUDGETS):
+    for i, (_key, text, _check) in enumerate(BUDGETS):
         cells = []
         for t in topologies:
             row = results[t]["budgets"][i]

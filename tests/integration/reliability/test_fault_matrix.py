@@ -28,8 +28,7 @@ def cluster(make_module_cluster):
 
 
 def _remove(cluster, kind):
-    names = [cluster.container(host) for host, _, _ in cluster.instances(kind)]
-    subprocess.run(["docker", "rm", "-f", *names], check=False, capture_output=True)
+    subprocess.run(["docker", "rm", "-f", *cluster.containers_of(kind)], check=False, capture_output=True)
 
 
 @pytest.mark.parametrize("kind", ORDER)
@@ -52,7 +51,7 @@ def test_never_ready_fails_at_its_gate(cluster, kind):
         msg = failure["msg"]
         names = {kind, kind.replace("_", "-"), kind.replace("_", " ")}
         assert any(name in msg.lower() for name in names), f"message does not name {kind}: {msg}"
-        ports = [str(port) for _, _, host_vars in cluster.instances(kind) for port in host_vars.values()]
+        ports = [str(port) for _host, _kind, host_vars in cluster.instances(kind) for port in host_vars.values()]
         named = [port for port in ports if re.search(rf":{port}\b", msg)]
         assert named, f"message names no {kind} instance (ports {ports}): {msg}"
         # The last observation follows the instance: "<instance>: <what was seen>".

@@ -64,7 +64,7 @@ def test_transient_faults_converge(converged):
 
 
 def test_secrets_not_in_output(converged):
-    _, run = converged
+    run = converged[1]
     assert run.rc == 0, "the converge failed; see test_transient_faults_converge"
     assert "ESTABLISH LOCAL CONNECTION" in run.stdout, "the run was not verbose (-vvv)"
     for label, secret in SECRETS.items():
@@ -77,7 +77,7 @@ def test_secrets_only_in_private_files(converged):
     cluster, run = converged
     assert run.rc == 0, "the converge failed; see test_transient_faults_converge"
     holders = {}
-    for root, _, files in os.walk(cluster.config_root):
+    for root, _dirs, files in os.walk(cluster.config_root):
         for name in files:
             path = os.path.join(root, name)
             with open(path, encoding="utf-8", errors="replace") as handle:
@@ -86,9 +86,9 @@ def test_secrets_only_in_private_files(converged):
             if found:
                 holders[path] = (found, stat.S_IMODE(os.stat(path).st_mode))
     assert holders, "no rendered file holds a secret: the secrets did not reach the services that need them"
-    loose = {path: oct(mode) for path, (_, mode) in holders.items() if mode != 0o600}
+    loose = {path: oct(mode) for path, (_labels, mode) in holders.items() if mode != 0o600}
     assert not loose, f"files holding secrets without mode 0600: {loose}"
-    kinds = {host: kind for host, kind, _ in cluster.instances()}
+    kinds = {host: kind for host, kind, _vars in cluster.instances()}
     for path in holders:
         instance = os.path.relpath(path, cluster.config_root).split(os.sep)[1]
         assert kinds.get(instance) in NEED_SECRETS, f"{path} holds a secret its instance does not need"

@@ -17,6 +17,13 @@ if harness.roles_take_container_env():
     EXTRA["tidb_container_env"] = harness.sim_env("tidb", start_delay=3)
 
 
+def _markers(cluster):
+    """PD and TiKV data markers, by inventory host (PD serves it on the client port, TiKV on status)."""
+    port_var = {"pd": "client_port", "tikv": "status_port"}
+    return {host: harness.sim_marker(host_vars[port_var[kind]])
+            for host, kind, host_vars in cluster.instances() if kind in port_var}
+
+
 def _wait_for_tikv_gate(proc, timeline, timeout=300):
     """Follow the timeline until TiKV's gate returned ok; fail with what was seen last."""
     deadline = time.monotonic() + timeout
@@ -35,12 +42,10 @@ def _wait_for_tikv_gate(proc, timeline, timeout=300):
 
 def test_killed_deploy_resumes_with_its_data(make_cluster):
     cluster = make_cluster("local")
-    proc, timeline, _ = cluster.start("site", EXTRA)
+    proc, timeline = cluster.start("site", EXTRA)[:2]
     try:
         _wait_for_tikv_gate(proc, timeline)
-        markers = {host: harness.sim_marker(port) for host, port in
-                   [(h, v["client_port"]) for h, _, v in cluster.instances("pd")]
-                   + [(h, v["status_port"]) for h, _, v in cluster.instances("tikv")]}
+        markers = _markers(cluster)
         assert proc.poll() is None, "site.yml ended before it could be killed"
     finally:
         if proc.poll() is None:
@@ -51,8 +56,6 @@ def test_killed_deploy_resumes_with_its_data(make_cluster):
     run = cluster.site(EXTRA)
     assert run.rc == 0, f"the re-run did not converge:\n{run.stdout[-4000:]}"
     assert set(run.gate_ends()) == set(harness.KINDS), f"not every gate passed: {sorted(run.gate_ends())}"
-    after = {host: harness.sim_marker(port) for host, port in
-             [(h, v["client_port"]) for h, _, v in cluster.instances("pd")]
-             + [(h, v["status_port"]) for h, _, v in cluster.instances("tikv")]}
+    after = _markers(cluster)
     for host, marker in markers.items():
         assert after[host]["id"] == marker["id"], f"{host} lost its data: marker {marker['id']} became {after[host]['id']}"

@@ -22,7 +22,7 @@ def _started_at(cluster):
     for info in harness.docker_inspect(harness.docker_names(cluster.name)):
         stamp = info["State"]["StartedAt"]
         # Docker gives nanoseconds; datetime takes microseconds.
-        head, _, frac = stamp.rstrip("Z").partition(".")
+        head, frac = (stamp.rstrip("Z").split(".") + [""])[:2]
         started[info["Name"].lstrip("/")] = datetime.fromisoformat(f"{head}.{(frac + '000000')[:6]}+00:00").timestamp()
     return started
 
@@ -38,7 +38,7 @@ def test_tikv_config_change_rolls_one_instance_at_a_time(make_cluster):
     assert second.rc == 0, f"converge after the TiKV config change failed:\n{second.stdout[-4000:]}"
     after = _started_at(cluster)
 
-    tikv = [cluster.container(host) for host, _, _ in cluster.instances("tikv")]
+    tikv = cluster.containers_of("tikv")
     others = sorted(set(after) - set(tikv))
     assert [name for name in others if after[name] != before[name]] == [], "a non-TiKV container restarted"
     unchanged = [name for name in tikv if after[name] == before[name]]
