@@ -92,9 +92,9 @@ def generate(cluster, workdir, bucket_cmd, changefeed_cmd):
         services[host] = service
         by_kind.setdefault(kind, []).append(host)
         image = image or service["image"]
-    oneshot = {"image": image, "entrypoint": ["/bin/sh", "-c"], "network_mode": "host", "restart": "on-failure"}
-    services["bucket"] = dict(oneshot, command=[bucket_cmd])
-    services["changefeed"] = dict(oneshot, command=[changefeed_cmd])
+    for name, command in (("bucket", bucket_cmd), ("changefeed", changefeed_cmd)):
+        services[name] = {"image": image, "entrypoint": ["/bin/sh", "-c"], "command": [command],
+                          "network_mode": "host", "restart": "on-failure"}
     by_kind["bucket"], by_kind["changefeed"] = ["bucket"], ["changefeed"]
     for kind, needs in graph.DEPENDS.items():
         for name in by_kind.get(kind, []):

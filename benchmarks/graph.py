@@ -33,9 +33,16 @@ START_DELAYS = {"pd": 2, "tikv": 3, "tidb": 2, "minio": 1, "ticdc": 2, "tici_met
 
 
 def container_env(delays=None):
-    """tidb_container_env giving each component kind its simulator start delay."""
+    """tidb_container_env giving each component kind its simulator start delay.
+
+    The simulated TiCDC also waits TIDBSIM_CDC_INIT_DELAY (default 3 s) after start before its
+    coordinator answers; it is zeroed so that the start delay is TiCDC's only delay, as the floor assumes.
+    """
     delays = START_DELAYS if delays is None else delays
-    return {kind: {"TIDBSIM_START_DELAY": str(delay)} for kind, delay in delays.items()}
+    env = {kind: {"TIDBSIM_START_DELAY": str(delay)} for kind, delay in delays.items()}
+    if "ticdc" in env:
+        env["ticdc"]["TIDBSIM_CDC_INIT_DELAY"] = "0"
+    return env
 
 
 def critical_path(container_start_s, delays=None, nodes=None):

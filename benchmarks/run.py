@@ -136,8 +136,13 @@ def task_profile(run, top=12):
 
 
 def detection_latencies(cluster, run):
-    """kind -> seconds from the last instance's logged ready instant to its gate's return."""
+    """kind -> seconds from the moment the gate could have passed to its return.
+
+    That moment is the last instance's logged ready instant, or the gate's start when everything was
+    ready before (MinIO starts early and is gated later).
+    """
     latencies = {}
+    gate_starts = run.gate_starts()
     for kind, gate_end in run.gate_ends().items():
         instants = []
         for container in cluster.containers_of(kind):
@@ -145,7 +150,7 @@ def detection_latencies(cluster, run):
             if lines:
                 instants.append(lines[-1]["wall"])
         if instants:
-            latencies[kind] = gate_end - max(instants)
+            latencies[kind] = gate_end - max(max(instants), gate_starts[kind])
     return latencies
 
 
@@ -158,6 +163,7 @@ def changefeed_requests(run):
 
 def compose_commands(cluster):
     """Shell commands of the bucket and changefeed one-shots, with the settings site.yml used."""
+    sys.path.insert(0, str(harness.collections_path()))
     from ansible_collections.tidbops.cluster.plugins.filter.tidb_config import tici_sink_uri  # pylint: disable=import-outside-toplevel
 
     minio = cluster.instances("minio")[0][2]
