@@ -1,8 +1,9 @@
 """A tiny stand-in for the Kubernetes API server, enough for roles/_kubernetes tasks_from pd.yml.
 
 It serves discovery for the kinds the backend applies, stores server-side-applied objects (and
-reports StatefulSets as rolled out once they exist), and answers PD's health and members through
-the pod proxy path. Every request is recorded so tests can assert order and count. It is a test
+reports StatefulSets as rolled out once they exist), and answers, through the pod and Service proxy
+paths, what the gates ask of a healthy cluster named ``tidb`` in namespace ``tidb`` (PD, TiKV, TiDB,
+TiCDC, TiFlash). Every request is recorded so tests can assert order and count. It is a test
 double for orchestration, not a validation of Kubernetes semantics.
 """
 
@@ -35,12 +36,15 @@ def _resource_list(group_version, resources):
 
 
 class FakeApiServer:
-    def __init__(self, pd_members=3, rolled_out=True):
+    def __init__(self, pd_members=3, rolled_out=True, tikv_stores=3, tiflash_stores=2, captures=2):
         self.objects = {}
         self.requests = []
         self.patches = []
         self.pd_members = pd_members
         self.rolled_out = rolled_out
+        self.tikv_stores = tikv_stores
+        self.tiflash_stores = tiflash_stores
+        self.captures = captures
         self._server = make_server("127.0.0.1", 0, self._app, threaded=True, request_handler=_QuietHandler)
         self.url = "http://127.0.0.1:%d" % self._server.server_port
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -88,7 +92,7 @@ class FakeApiServer:
             return self._json(_resource_list(group_version, GROUPS[group_version]))
         proxy = PROXY_PATH.match(path)
         if proxy:
-            return self._pd(proxy.group("path"))
+            return self._proxy(proxy.group("name"), proxy.group("path"))
         match = OBJECT_PATH.match(path)
         if match:
             return self._object(request, path)
@@ -112,6 +116,40 @@ class FakeApiServer:
             return self._json(body)
         return self._json({"kind": "Status", "code": 405}, 405)
 
+    def _proxy(self, name, path):
+        if name.startswith("tidb-pd"):
+            return self._pd(path)
+        if name.startswith("tidb-tikv") and path in ("/status", "/ready"):
+            return Response("", status=200)
+        if name.startswith("tidb-tidb") and path == "/status":
+            return self._json({"connections": 0, "version": "8.0.11-TiDB-v8.5.0", "git_hash": "fake"})
+        if name.startswith("tidb-tiflash") and path == "/tiflash/store-status":
+            return Response("Running", status=200)
+        if name.startswith("tidb-ticdc"):
+            return self._ticdc(name, path)
+        return self._json({"error": "unknown path %s on %s" % (path, name)}, 404)
+
+    def _ticdc(self, name, path):
+        if path in ("/status", "/api/v2/status"):
+            return self._json({"version": "v8.5.6", "git_hash": "fake", "id": name, "cluster_id": "default", "pid": 1,
+                               "is_owner": name.endswith("-0"), "liveness": 0})
+        if path == "/api/v2/health":
+            return self._json({})
+        if path == "/api/v2/captures":
+            items = [{"id": "tidb-ticdc-%d" % i, "is_owner": i == 0, "cluster_id": "default",
+                      "address": "tidb-ticdc-%d.tidb-ticdc-peer.tidb.svc:8300" % i} for i in range(self.captures)]
+            return self._json({"total": len(items), "items": items})
+        return self._json({"error_msg": "unknown path %s" % path, "error_code": "CDC:ErrAPIInvalidParam"}, 400)
+
+    def _stores(self):
+        stores = [{"store": {"id": 1 + i, "address": "tidb-tikv-%d.tidb-tikv-peer.tidb.svc:20160" % i,
+                             "status_address": "tidb-tikv-%d.tidb-tikv-peer.tidb.svc:20180" % i,
+                             "state_name": "Up"}, "status": {}} for i in range(self.tikv_stores)]
+        stores += [{"store": {"id": 100 + i, "address": "tidb-tiflash-%d.tidb-tiflash-peer.tidb.svc:3930" % i,
+                              "labels": [{"key": "engine", "value": "tiflash"}], "state_name": "Up"}, "status": {}}
+                   for i in range(self.tiflash_stores)]
+        return {"count": len(stores), "stores": stores}
+
     def _pd(self, path):
         members = [{"name": "tidb-pd-%d" % i, "member_id": 1000 + i, "health": True,
                     "client_urls": ["http://tidb-pd-%d.tidb-pd-peer.tidb.svc:2379" % i]} for i in range(self.pd_members)]
@@ -120,6 +158,8 @@ class FakeApiServer:
         if path == "/pd/api/v1/members":
             return self._json({"header": {"cluster_id": 7}, "members": members, "leader": members[0],
                                "etcd_leader": members[0]})
+        if path == "/pd/api/v1/stores":
+            return self._json(self._stores())
         if path == "/pd/api/v2/readyz":
             return Response("ok\n", status=200)
         return self._json({"error": "unknown path %s" % path}, 404)

@@ -67,3 +67,32 @@ def test_a_stuck_rollout_fails_before_the_gate(tmp_path):
         assert result.returncode != 0
         assert "StatefulSet tidb/tidb-pd not ready after" in result.stdout
         assert not any("/proxy/" in path for _method, path in api.requests)
+
+
+def run_verify(kubeconfig, timeout=20):
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(TOP, "ansible.cfg"), ANSIBLE_PYTHON_INTERPRETER=sys.executable,
+               ANSIBLE_NOCOLOR="1")
+    command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", os.path.join(TOP, "inventories", "k8s"),
+               os.path.join(TOP, "tests", "unit", "kubernetes", "playbooks", "verify_live.yml"),
+               "-e", "tidb_k8s_kubeconfig=%s" % kubeconfig, "-e", "tidb_gate_timeout=%d" % timeout, "-e", "tici_enabled=false"]
+    return subprocess.run(command, cwd=TOP, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_verify_gates_every_component_through_the_proxy_and_changes_nothing(tmp_path):
+    with FakeApiServer() as api:
+        result = run_verify(api.kubeconfig(tmp_path / "kubeconfig"))
+        assert result.returncode == 0, result.stdout[-3000:]
+        assert api.mutations() == [] and changed(result.stdout) == 0
+        proxied = {path for _method, path in api.requests if "/proxy/" in path}
+        # PD, then stores through the PD Service, per-pod status of TiKV, TiDB, TiCDC and TiFlash.
+        assert "/api/v1/namespaces/tidb/services/tidb-pd:2379/proxy/pd/api/v1/stores" in proxied
+        assert "/api/v1/namespaces/tidb/pods/tidb-tidb-1:10080/proxy/status" in proxied
+        assert "/api/v1/namespaces/tidb/pods/tidb-ticdc-0:8300/proxy/api/v2/captures" in proxied
+        assert "/api/v1/namespaces/tidb/pods/tidb-tiflash-1:20292/proxy/tiflash/store-status" in proxied
+
+
+def test_verify_fails_when_a_store_is_missing(tmp_path):
+    with FakeApiServer(tikv_stores=2) as api:
+        result = run_verify(api.kubeconfig(tmp_path / "kubeconfig"), timeout=2)
+        assert result.returncode != 0
+        assert "tidb-tikv-2.tidb-tikv-peer.tidb.svc:20160" in result.stdout
