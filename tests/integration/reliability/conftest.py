@@ -39,31 +39,34 @@ def docker_engine():
 class ClusterFactory:
     """Makes private clusters and destroys every one of them at teardown."""
 
-    def __init__(self, tmp_path_factory):
-        self._tmp = tmp_path_factory
+    def __init__(self):
         self.clusters = []
 
     def __call__(self, base="local", **kwargs):
-        """harness.Cluster(base, **kwargs) named rel-<random>, with its work dir under pytest's tmp."""
+        """harness.Cluster(base, **kwargs) named rel-<random>, work dir /tmp/tidbops-rel-<random>-*.
+
+        Not under pytest's basetemp: other pytest sessions on the machine prune old basetemps,
+        which would delete a running cluster's config root.
+        """
         name = f"rel-{uuid.uuid4().hex[:6]}"
-        cluster = harness.Cluster(base, name=name, workdir=self._tmp.mktemp(name), **kwargs)
+        cluster = harness.Cluster(base, name=name, **kwargs)
         self.clusters.append(cluster)
         return cluster
 
     def destroy_all(self):
         for cluster in self.clusters:
-            cluster.destroy()
+            cluster.destroy(remove_workdir=True)
 
 
 @pytest.fixture
-def make_cluster(tmp_path_factory):
-    factory = ClusterFactory(tmp_path_factory)
+def make_cluster():
+    factory = ClusterFactory()
     yield factory
     factory.destroy_all()
 
 
 @pytest.fixture(scope="module")
-def make_module_cluster(tmp_path_factory):
-    factory = ClusterFactory(tmp_path_factory)
+def make_module_cluster():
+    factory = ClusterFactory()
     yield factory
     factory.destroy_all()
