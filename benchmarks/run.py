@@ -7,7 +7,7 @@
 For each topology (a private copy of inventories/<name>, ports shifted, own cluster name): cold
 converge, no-op re-run, readiness detection latency and the changefeed's request count, --reps times;
 then the same containers as a docker-compose file, --reps times. Writes benchmarks/results/latest.json,
-latest.md and latest.png. Budgets are printed and written; the exit code is 1 when one is missed.
+latest.md and latest.png. Budgets are printed and written; with --strict a missed one makes the exit code 1.
 """
 
 import argparse
@@ -325,9 +325,12 @@ def main(argv=None):
     parser.add_argument("--topologies", default="local,local-ha", help="inventories to copy (default local,local-ha)")
     parser.add_argument("--no-compose", action="store_true", help="skip the docker-compose peer")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory (default benchmarks/results)")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a budget is missed")
     args = parser.parse_args(argv)
     if args.reps < 1:
         parser.error("--reps must be at least 1")
+    if not harness.roles_take_container_env():
+        parser.error("the roles do not merge tidb_container_env into container env, so the start delays cannot be set")
 
     results = {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "repetitions": args.reps,
                "machine": machine_info(), "start_delays_s": graph.START_DELAYS, "graph": graph.DEPENDS}
@@ -354,8 +357,7 @@ def main(argv=None):
               for row in results[key]["budgets"] if not row["pass"]]
     if missed:
         log("budgets missed: " + ", ".join(missed))
-        return 1
-    return 0
+    return 1 if missed and args.strict else 0
 
 
 if __name__ == "__main__":

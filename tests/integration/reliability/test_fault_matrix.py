@@ -49,6 +49,7 @@ def test_never_ready_fails_at_its_gate(cluster, kind):
         assert set(ORDER[:ORDER.index(kind)]) <= passed, f"earlier gates did not all pass: {sorted(passed)}"
 
         msg = failure["msg"]
+        print(f"{kind}: failed {took:.1f} s after its gate started: {msg}")  # shown with -rA: the matrix in the README
         names = {kind, kind.replace("_", "-"), kind.replace("_", " ")}
         assert any(name in msg.lower() for name in names), f"message does not name {kind}: {msg}"
         ports = [str(port) for _host, _kind, host_vars in cluster.instances(kind) for port in host_vars.values()]
