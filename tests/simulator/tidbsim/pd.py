@@ -382,7 +382,10 @@ class PD:
                         kv["lease"] = item["lease"]
                     kvs.append(kv)
             return kvs
-        kvs = self.mutate(read)
+        with self.lock:
+            if any(lease["expires"] < time.time() for lease in self.state["leases"].values()):
+                self.mutate(self._live_kv)  # drop expired leases and their keys (a write)
+            kvs = read(self.state)
         reply = {"header": self._header(), "count": str(len(kvs))}
         if kvs:
             reply["kvs"] = kvs

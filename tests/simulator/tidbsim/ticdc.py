@@ -162,13 +162,17 @@ class Capture:
             if self.registered_at is None:
                 self.registered_at = time.monotonic()
             self.rt.log(f"capture {self.id} registered at {self.address}")
+        self.refresh()
+        if self.owner_id and any(c["id"] == self.id for c in self.captures):
+            self.rt.try_ready()
+
+    def refresh(self):
+        """Read the captures and the owner campaign from PD's etcd."""
         captures = [json.loads(value) for _key, value, _rev in self.etcd.get_prefix(self.prefix + "capture/")]
         owners = sorted(self.etcd.get_prefix(self.prefix + "owner/"), key=lambda kv: kv[2])
         with self.lock:
             self.captures = captures
             self.owner_id = owners[0][1] if owners else None
-        if self.owner_id and any(c["id"] == self.id for c in captures):
-            self.rt.try_ready()
 
     def owner(self):
         with self.lock:
@@ -208,6 +212,11 @@ class Capture:
         return json_response({})
 
     def captures_api(self, _request):
+        if self.registered_at is not None:
+            try:
+                self.refresh()  # answer from etcd, not from the last session tick
+            except OSError:
+                pass
         with self.lock:
             items = [{"id": c["id"], "is_owner": c["id"] == self.owner_id, "address": c["address"], "cluster_id": self.cluster}
                      for c in self.captures]
