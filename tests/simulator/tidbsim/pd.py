@@ -88,7 +88,7 @@ class PD:
         self.last_seen = {}
         self.disconnected_after = common.env_float("STORE_DISCONNECTED_AFTER", 5.0)
         self.down_after = common.env_float("STORE_DOWN_AFTER", 30.0)
-        self.peer_timeout = common.env_float("PD_PEER_TIMEOUT", 1.5)
+        self.peer_timeout = common.env_float("PD_PEER_TIMEOUT", 3.0)
         self.state_path = os.path.join(self.data_dir, "tidbsim-pd-state.json")
         self.members_path = os.path.join(self.data_dir, "tidbsim-pd-members.json")
         self.state = common.load_json(self.state_path) or {

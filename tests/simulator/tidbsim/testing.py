@@ -33,7 +33,7 @@ TEST_ENV = {
     "TIDBSIM_STORE_DISCONNECTED_AFTER": "1",
     "TIDBSIM_STORE_DOWN_AFTER": "2",
     "TIDBSIM_CDC_INIT_DELAY": "0.5",
-    "TIDBSIM_CDC_SESSION_TTL": "2",
+    "TIDBSIM_CDC_SESSION_TTL": "4",
 }
 
 
@@ -142,7 +142,7 @@ class Proc:
     def output(self):
         return "\n".join(self.stdout_lines + self.stderr_lines)
 
-    def wait_ready(self, timeout=20.0):
+    def wait_ready(self, timeout=30.0):
         deadline = time.monotonic() + timeout
         while not self._ready.wait(0.05):
             if self.popen.poll() is not None:
@@ -303,7 +303,7 @@ class Sim:
         args = ["server", "--config-file", config] + (["--"] + list(extra) if extra else [])
         return self.spawn("tiflash", args, (), data_dir, env, "tiflash")
 
-    def wait_ready(self, *procs, timeout=20.0):
+    def wait_ready(self, *procs, timeout=30.0):
         for proc in procs:
             for item in proc if isinstance(proc, list) else [proc]:
                 item.wait_ready(timeout)

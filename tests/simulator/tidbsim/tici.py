@@ -115,7 +115,7 @@ class TiCI:
             self.lease = None
         leader = self._elected()
         if leader is None:
-            self.lease = self.etcd.grant(int(common.env_float("TICI_LEASE_TTL", 5)))
+            self.lease = self.etcd.grant(int(common.env_float("TICI_LEASE_TTL", 10)))
             self.etcd.put(f"{ELECTION_PREFIX}{int(self.lease):x}", self.advertise, self.lease)
             leader = self._elected()
         self.leader = leader
