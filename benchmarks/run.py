@@ -150,7 +150,7 @@ def detection_latencies(cluster, run):
             if lines:
                 instants.append(lines[-1]["wall"])
         if instants:
-            latencies[kind] = gate_end - max(max(instants), gate_starts[kind])
+            latencies[kind] = gate_end - max(*instants, gate_starts[kind])
     return latencies
 
 
