@@ -1,78 +1,19 @@
-"""Fixtures for the Kubernetes backend tests: an inventory like inventories/k8s, as plain dicts."""
-
-import copy
-import importlib
+"""Fixtures for the Kubernetes backend tests."""
 
 import pytest
-
-COMPONENTS = ("pd", "tikv", "tidb", "minio", "ticdc", "tici_meta", "tici_worker", "tiflash")
-
-
-def _km():
-    # Imported lazily: a conftest loads before Ansible's collection finder is set up.
-    return importlib.import_module("ansible_collections.tidbops.cluster.plugins.filter.k8s_manifests")
-
-
-SECRETS = {
-    "access_key": "AKIAEXAMPLEKEY0001",
-    "secret_key": "s3cr3t+/=Key&with?chars",
-    "minio_root_password": "minio-Root-Pw-1234",
-    "tici_tidb_password": "tidb-P@ss:word",
-}
-
-GROUP_SIZES = {
-    "pd_servers": 3, "tikv_servers": 3, "tidb_servers": 2, "tiflash_servers": 2, "cdc_servers": 2,
-    "tici_meta_servers": 1, "tici_worker_servers": 2, "minio_servers": 1,
-}
-
-
-def make_inventory(sizes=None, host_vars=None):
-    sizes = dict(GROUP_SIZES, **(sizes or {}))
-    groups, hostvars = {}, {}
-    for group, count in sizes.items():
-        groups[group] = []
-        for index in range(count):
-            host = "%s-%d" % (group.replace("_servers", ""), index)
-            groups[group].append(host)
-            hostvars[host] = dict((host_vars or {}).get(host, {}))
-    return groups, hostvars
-
-
-def make_settings(**overrides):
-    settings = {
-        "cluster_name": "tidb",
-        "namespace": "tidb-test",
-        "image_pull_policy": "IfNotPresent",
-        "images": {key: "example.invalid/%s:v1" % key for key in ("pd", "tikv", "tidb", "tiflash", "ticdc", "tici", "minio")},
-        "storage": {"class_name": None, "pd": "10Gi", "tikv": "100Gi", "tiflash": "100Gi", "ticdc": "10Gi",
-                    "tici_worker": "20Gi", "minio": "50Gi"},
-        "resources": {component: {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
-                      for component in COMPONENTS},
-        "server_configs": {"tikv": {"storage.reserve-space": "0MB"}, "tiflash": {"logger.level": "debug"}},
-        "tici_enabled": True,
-        "tici_s3": {"bucket": "ticidefaultbucket", "prefix": "tici_default_prefix", "region": "us-east-1",
-                    "access_key": SECRETS["access_key"], "secret_key": SECRETS["secret_key"], "use_path_style": True},
-        "minio_root_user": SECRETS["access_key"],
-        "minio_root_password": SECRETS["minio_root_password"],
-        "tici_tidb_user": "root",
-        "tici_tidb_password": SECRETS["tici_tidb_password"],
-        "s3_client_image": "example.invalid/mc:v1",
-        "tiflash_probe": None,
-    }
-    settings.update(copy.deepcopy(overrides))
-    return settings
+from k8s_inventory import load_filters, make_inventory, make_settings
 
 
 @pytest.fixture
 def cluster():
     groups, hostvars = make_inventory()
-    return _km().k8s_cluster(make_settings(), groups, hostvars)
+    return load_filters().k8s_cluster(make_settings(), groups, hostvars)
 
 
 @pytest.fixture
 def all_manifests(cluster):
     """Every object of a full deployment, in apply order."""
-    km = _km()
+    km = load_filters()
     objects = [km.k8s_namespace(cluster)]
     for step in ("pd", "tikv", "tidb", "minio", "ticdc", "tici", "tiflash"):
         objects += km.k8s_manifests(cluster, step)

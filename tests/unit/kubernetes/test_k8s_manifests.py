@@ -8,7 +8,7 @@ import tomllib
 import kubernetes_validate
 import pytest
 from ansible.errors import AnsibleFilterError
-from conftest import SECRETS, make_inventory, make_settings
+from k8s_inventory import SECRETS, make_inventory, make_settings
 
 from ansible_collections.tidbops.cluster.plugins.filter import k8s_manifests as km
 
