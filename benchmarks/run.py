@@ -337,6 +337,7 @@ def main(argv=None):
     if not args.no_compose:
         results["machine"]["docker_compose"] = ensure_docker_compose()
     image = harness.simulator_vars()["tidb_images"]["pd"]
+    results.update(sim_image=image, collections_path=str(harness.collections_path()))
     results["container_start_s"] = measure_container_start(image)
     log(f"container create+start: {results['container_start_s']:.2f} s")
     for base in args.topologies.split(","):
