@@ -85,3 +85,11 @@ def test_sigterm_exits_zero_quickly_and_marker_survives(sim):
 def test_harness_ports_are_distinct():
     ports = free_ports(20)
     assert len(set(ports)) == 20
+
+
+def test_never_ready_pd_elects_no_leader(sim):
+    pd = sim.pd(env={"TIDBSIM_NEVER_READY": "1"})
+    wait_until(lambda: http_get(pd.url("/pd/api/v1/health"))[0] == 200, 10, "health answers")
+    time.sleep(0.5)
+    assert http_get(pd.url("/pd/api/v1/members"))[0] == 503
+    assert pd.ready_line is None

@@ -59,3 +59,17 @@ def test_buckets_survive_a_restart(sim):
     minio.restart()
     minio.wait_ready()
     assert [b["Name"] for b in client(minio).list_buckets()["Buckets"]] == ["kept"]
+
+
+def test_credentials_from_files_as_docker_secrets(sim, tmp_path):
+    """The roles hand MinIO its root credentials as *_FILE paths, so no secret sits in the container env."""
+    (tmp_path / "user").write_text("fileuser\n", encoding="utf-8")
+    (tmp_path / "password").write_text("file-secret+/=1\n", encoding="utf-8")
+    minio = sim.minio(user="", password="", env={"MINIO_ROOT_USER_FILE": str(tmp_path / "user"),
+                                                 "MINIO_ROOT_PASSWORD_FILE": str(tmp_path / "password")})
+    minio.wait_ready()
+    minio.user, minio.password = "fileuser", "file-secret+/=1"
+    client(minio).create_bucket(Bucket="from-files")
+    with pytest.raises(botocore.exceptions.ClientError) as default_keys:
+        client(minio, key="minioadmin", secret="minioadmin").list_buckets()
+    assert default_keys.value.response["Error"]["Code"] == "InvalidAccessKeyId"

@@ -167,9 +167,21 @@ class MinioApp:
         return response
 
 
+def _env_or_file(*names):
+    """MinIO reads each credential from NAME or from the file named by NAME_FILE (Docker secrets)."""
+    for name in names:
+        if os.environ.get(name):
+            return os.environ[name]
+        path = os.environ.get(name + "_FILE")
+        if path:
+            with open(path, encoding="utf-8") as handle:
+                return handle.read().strip()
+    return None
+
+
 def credentials():
-    user = os.environ.get("MINIO_ROOT_USER") or os.environ.get("MINIO_ACCESS_KEY") or "minioadmin"
-    password = os.environ.get("MINIO_ROOT_PASSWORD") or os.environ.get("MINIO_SECRET_KEY") or "minioadmin"
+    user = _env_or_file("MINIO_ROOT_USER", "MINIO_ACCESS_KEY") or "minioadmin"
+    password = _env_or_file("MINIO_ROOT_PASSWORD", "MINIO_SECRET_KEY") or "minioadmin"
     if len(user) < 3:
         raise common.UsageError("ERROR Unable to validate credentials inherited from the shell environment:"
                                 " Invalid credentials: MINIO_ROOT_USER length should be at least 3", 1)

@@ -126,7 +126,8 @@ class PD:
 
     def leader_name(self):
         with self.lock:
-            if not self.rt.start_delay_passed() or not self.has_quorum():
+            # A member that never becomes ready sees no leader, so /members keeps answering 503.
+            if self.rt.faults.never_ready or not self.rt.start_delay_passed() or not self.has_quorum():
                 return None
             return min(n for n in self.members if self.alive(n))
 
