@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Check that every role's defaults/main.yml and meta/argument_specs.yml agree.
 
 For each role under roles/: the keys of defaults/main.yml must equal the options of the `main`

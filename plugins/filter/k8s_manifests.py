@@ -66,6 +66,9 @@ PORTS = {
     "tiflash": {"flash_service_port": 3930, "flash_proxy_port": 20170, "flash_proxy_status_port": 20292,
                 "metrics_port": 8234, "tici_reader_port": 8520},
 }
+# TiUP's `port` is a reserved name in Ansible, so the roles also read `<role>_port`, which wins.
+PORT_ALIASES = {"tikv": "tikv_port", "tidb": "tidb_port", "minio": "minio_port", "ticdc": "ticdc_port",
+                "tici_meta": "tici_port", "tici_worker": "tici_port"}
 # Components that keep state get a PersistentVolumeClaim template; the others none.
 STATEFUL = ("pd", "tikv", "minio", "ticdc", "tici_worker", "tiflash")
 DATA_DIR = "/var/lib/tidbops"
@@ -116,6 +119,8 @@ def _instances(component, groups, hostvars):
         ports = {}
         for key, default in PORTS[component].items():
             port = host_vars.get(key, default)
+            if key == "port":
+                port = host_vars.get(PORT_ALIASES[component], port)
             if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
                 _fail("%s (host %s in %s) must be a port number 1-65535" % (key, host, group))
             ports[key] = port

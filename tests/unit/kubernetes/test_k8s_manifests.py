@@ -215,6 +215,9 @@ def test_endpoints_for_the_proxy(cluster):
     ({"image_pull_policy": "Sometimes"}, None, None, "tidb_k8s_image_pull_policy"),
     ({"resources": {"pd": {"requests": {"cpu": "lots"}}}}, None, None, "tidb_k8s_resources.pd.requests.cpu"),
     ({}, None, {"tidb-1": {"port": 4001}}, "port must be the same on every host of tidb_servers"),
+    # The roles' prefixed spelling (TiUP's `port` is reserved in Ansible) is read too, and wins.
+    ({}, None, {"tidb-1": {"tidb_port": 4001}}, "port must be the same on every host of tidb_servers"),
+    ({}, None, {"tidb-1": {"port": 4000, "tidb_port": 4001}}, "port must be the same on every host of tidb_servers"),
 ])
 def test_preflight_names_the_variable(settings, sizes, host_vars, variable):
     groups, hostvars = make_inventory(sizes, host_vars)
