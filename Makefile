@@ -5,6 +5,7 @@
 #   make destroy     remove containers and network, keep data volumes
 #   make test        lint, sanity, unit, simulator, Kubernetes validation, integration, molecule
 #   make bench       benchmarks (not part of make test)
+#   make reliability fault matrix and the rest of the reliability suite (not yet part of make test)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -28,7 +29,7 @@ export TIDBOPS_STATE ?= /var/lib/tidbops
 export CONTAINERS_CONF ?= $(TIDBOPS_STATE)/podman/containers.conf
 export CONTAINERS_STORAGE_CONF ?= $(TIDBOPS_STATE)/podman/storage.conf
 
-.PHONY: help venv collections engine sim-image lint sanity unit k8s-validate integration test \
+.PHONY: help venv collections engine sim-image lint sanity unit k8s-validate integration reliability test \
         demo deploy destroy status bench clean
 
 help:
@@ -74,7 +75,14 @@ integration: venv
 	tools/engine.sh podman
 	tests/simulator/image/build.sh docker
 	tests/simulator/image/build.sh podman
-	pytest -m integration $(PYTEST_ARGS)
+	pytest -m integration --ignore=tests/integration/reliability $(PYTEST_ARGS)
+
+# Fault matrix, transient faults, interrupted deploy, rolling restart, secrets, bad input
+# (benchmarks/README.md). Not yet part of make test: it takes about 15 minutes.
+reliability: venv
+	tools/engine.sh docker
+	tests/simulator/image/build.sh docker
+	pytest -m integration tests/integration/reliability $(PYTEST_ARGS)
 
 test: lint sanity unit k8s-validate integration
 
