@@ -50,8 +50,9 @@ def validate(params):
             errors.append(error)
     if params.get('timeout') is not None and params['timeout'] < 0:
         errors.append('timeout: expected a number of seconds >= 0, got %s' % params['timeout'])
-    if params.get('interval') is not None and params['interval'] <= 0:
-        errors.append('interval: expected a number of seconds > 0, got %s' % params['interval'])
+    for name in ('interval', 'max_interval'):
+        if params.get(name) is not None and params[name] <= 0:
+            errors.append('%s: expected a number of seconds > 0, got %s' % (name, params[name]))
     return errors
 
 

@@ -15,7 +15,7 @@ description:
     of the component (a PD leader, TiKV stores C(Up) in PD, TiDB C(/status) with a version, and so on),
     an instance is in a state it cannot recover from, or O(timeout) passes.
   - One deadline on a monotonic clock covers the whole wait. Polls start O(interval) apart and back off
-    (x1.5, up to 10 seconds). Connection refused, reset and timeouts, and HTTP 5xx answers, count as "not yet".
+    (x1.5, up to O(max_interval)). Connection refused, reset and timeouts, and HTTP 5xx answers, count as "not yet".
   - On timeout the module fails with a message naming every instance that is not ready and its last observation.
   - "Readiness per component:"
   - "V(pd): every endpoint answers C(/pd/api/v1/health) with one healthy entry per endpoint, and
@@ -79,9 +79,16 @@ options:
     type: float
     default: 600
   interval:
-    description: Seconds between the first polls; later pauses grow x1.5 up to 10 seconds.
+    description:
+      - Seconds between the first polls; later pauses grow x1.5 up to O(max_interval).
+      - A gate returns at most about one pause after the component became ready, so short pauses make
+        a deploy faster; one poll is a few small HTTP requests to each instance.
     type: float
-    default: 1.0
+    default: 0.2
+  max_interval:
+    description: The longest pause between two polls, in seconds.
+    type: float
+    default: 0.5
 notes:
   - The module only reads, so it is safe to run against a live cluster.
   - V(pd) and V(ticdc) compare the member and capture counts with the number of O(endpoints). List every member
@@ -170,7 +177,8 @@ def main():
         pd_endpoint=dict(type='str'),
         store_addresses=dict(type='list', elements='str'),
         timeout=dict(type='float', default=600),
-        interval=dict(type='float', default=1.0),
+        interval=dict(type='float', default=0.2),
+        max_interval=dict(type='float', default=0.5),
     )
     argument_spec.update(CONNECTION_ARGSPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
@@ -179,7 +187,7 @@ def main():
     if errors:
         module.fail_json(msg='component_ready: ' + '; '.join(errors))
 
-    deadline = Deadline(module.params['timeout'], module.params['interval'])
+    deadline = Deadline(module.params['timeout'], module.params['interval'], module.params['max_interval'])
     client = HttpClient(make_transport(module))
     result = wait_for(make_probe(client, module.params, deadline), deadline, check_mode=module.check_mode)
 

@@ -78,20 +78,6 @@ CASES = {
 }
 
 
-# Defects (reported): these checks live in the component's own play (roles/<component>/tasks/preflight.yml),
-# so they run after the containers of the earlier steps were created. Strict: a fix turns them into
-# failures here until the marker is removed.
-CHECKED_TOO_LATE = {
-    "pd-name-invalid", "pd-name-duplicate", "tidb-store-mocktikv", "tiflash-learner-config-not-a-dict",
-    "tici-meta-config-not-a-dict", "tici-tidb-user-empty",
-}
-
-
-def _param(case_id):
-    if case_id in CHECKED_TOO_LATE:
-        return pytest.param(case_id, marks=pytest.mark.xfail(
-            strict=True, reason="checked in the component's play, after earlier containers exist (reported)"))
-    return case_id
 
 
 def _run_case(make_cluster, case_id):
@@ -113,7 +99,7 @@ def test_table_is_large_enough():
     assert len(CASES) >= 25
 
 
-@pytest.mark.parametrize("case_id", [_param(case_id) for case_id in sorted(CASES)])
+@pytest.mark.parametrize("case_id", sorted(CASES))
 def test_rejected_before_any_container(outcomes, case_id):
     cluster, run = outcomes[case_id]
     expected = CASES[case_id][2]

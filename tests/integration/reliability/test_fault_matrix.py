@@ -18,8 +18,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.skipif(
 
 GATE_TIMEOUT = 8
 SLACK = 5
-# site.yml's order (MinIO starts early but is gated at step 4).
-ORDER = ["pd", "tikv", "tidb", "minio", "ticdc", "tici_meta", "tici_worker", "tiflash"]
+# The order of site.yml's gates (MinIO starts first and is gated while TiDB boots).
+ORDER = ["pd", "tikv", "minio", "tidb", "ticdc", "tici_meta", "tici_worker", "tiflash"]
 
 
 @pytest.fixture(scope="module")
@@ -31,14 +31,7 @@ def _remove(cluster, kind):
     subprocess.run(["docker", "rm", "-f", *cluster.containers_of(kind)], check=False, capture_output=True)
 
 
-# Simulator defect (reported): PD elects a leader and reports healthy members despite
-# TIDBSIM_NEVER_READY (tests/simulator/tidbsim/pd.py leader_name checks only the start delay).
-SIM_IGNORES_NEVER_READY = {"pd"}
-
-
-@pytest.mark.parametrize("kind", [
-    pytest.param(kind, marks=pytest.mark.xfail(strict=True, reason="tidbsim PD ignores TIDBSIM_NEVER_READY (reported)"))
-    if kind in SIM_IGNORES_NEVER_READY else kind for kind in ORDER])
+@pytest.mark.parametrize("kind", ORDER)
 def test_never_ready_fails_at_its_gate(cluster, kind):
     _remove(cluster, kind)  # an earlier case may have started it healthy: start it with the fault
     run = cluster.site({"tidb_gate_timeout": GATE_TIMEOUT, "tidb_container_env": harness.sim_env(kind, never_ready=1)})

@@ -76,7 +76,6 @@ def test_transient_faults_converge(converged):
     _assert_converged_with_faults(*converged, ALL_BUT_MINIO)
 
 
-@pytest.mark.xfail(strict=True, reason="the TiCI bucket step (amazon.aws.s3_bucket) gives up after 3 answers 503 (reported)")
 def test_minio_5xx_answers_converge(make_cluster):
     cluster = make_cluster("local", group_vars=SECRET_VARS)
     run = cluster.site({"tidb_gate_timeout": 120, "tidb_container_env": _fault_env({"minio"})})
