@@ -5,7 +5,7 @@
 #   make destroy     remove containers and network, keep data volumes
 #   make test        lint, sanity, unit, simulator, Kubernetes validation, integration, molecule
 #   make bench       benchmarks (not part of make test)
-#   make reliability fault matrix and the rest of the reliability suite (not yet part of make test)
+#   make reliability only the reliability suite (fault matrix, faults, secrets, bad input; in make test)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -75,10 +75,10 @@ integration: venv
 	tools/engine.sh podman
 	tests/simulator/image/build.sh docker
 	tests/simulator/image/build.sh podman
-	pytest -m integration --ignore=tests/integration/reliability $(PYTEST_ARGS)
+	pytest -m integration -rA $(PYTEST_ARGS)
 
 # Fault matrix, transient faults, interrupted deploy, rolling restart, secrets, bad input
-# (benchmarks/README.md). Not yet part of make test: it takes about 15 minutes.
+# (benchmarks/README.md); make integration runs it too.
 reliability: venv
 	tools/engine.sh docker
 	tests/simulator/image/build.sh docker
