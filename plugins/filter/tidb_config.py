@@ -24,7 +24,7 @@ from urllib.parse import quote, urlencode
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.tidbops.cluster.plugins.module_utils._secrets import mask_data
-from ansible_collections.tidbops.cluster.plugins.module_utils._ticdc import deep_merge
+from ansible_collections.tidbops.cluster.plugins.module_utils._dicts import deep_merge
 
 try:
     import tomlkit

@@ -13,11 +13,11 @@ and never with 404/409, so decisions key on ``error_code``, never on the HTTP st
 
 from __future__ import annotations
 
-import copy
 import re
 
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
+from ansible_collections.tidbops.cluster.plugins.module_utils._dicts import deep_merge
 from ansible_collections.tidbops.cluster.plugins.module_utils._http import join_url, path_of
 from ansible_collections.tidbops.cluster.plugins.module_utils._waiter import retry
 
@@ -150,25 +150,15 @@ def sink_uri_equal(desired, current):
         want_host, have_host = (want.hostname or '', want.port), (have.hostname or '', have.port)
     except ValueError:
         return False
-    if (want.scheme.lower(), want_host, want.path.rstrip('/')) != (have.scheme.lower(), have_host, have.path.rstrip('/')):
+    # Paths and user names compare decoded: the server may percent-encode what we sent plain, or not.
+    if (want.scheme.lower(), want_host, unquote(want.path).rstrip('/')) != (have.scheme.lower(), have_host, unquote(have.path).rstrip('/')):
         return False
-    if want.username != have.username or (have.password != SERVER_MASK and want.password != have.password):
+    if unquote(want.username or '') != unquote(have.username or '') or (have.password != SERVER_MASK and want.password != have.password):
         return False
     have_query = parse_qsl(have.query, keep_blank_values=True)
     masked = set(key for key, value in have_query if value == SERVER_MASK)
     want_query = [(key, SERVER_MASK if key in masked else value) for key, value in parse_qsl(want.query, keep_blank_values=True)]
     return sorted(want_query) == sorted(have_query)
-
-
-def deep_merge(base, override):
-    """``override`` on top of ``base``, recursively for dicts; lists and scalars replace."""
-    merged = copy.deepcopy(base) if isinstance(base, dict) else {}
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
 
 
 def project(current, desired):

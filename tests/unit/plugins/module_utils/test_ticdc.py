@@ -11,7 +11,8 @@ import pytest
 
 from ansible_collections.tidbops.cluster.plugins.module_utils._http import Response
 from ansible_collections.tidbops.cluster.plugins.module_utils._ticdc import (
-    config_differences, deep_merge, is_transient, project, sink_uri_equal, validate)
+    config_differences, is_transient, project, sink_uri_equal, validate)
+from ansible_collections.tidbops.cluster.plugins.module_utils._dicts import deep_merge
 
 
 def reply(status, body):
@@ -74,6 +75,11 @@ def test_is_transient(response, transient):
     ('mysql://root:pw@tidb0:4000/', 'mysql://admin:xxxxx@tidb0:4000/', False),
     ('kafka://k:9092/t?sasl-password=pw&protocol=canal-json', 'kafka://k:9092/t?protocol=canal-json&sasl-password=xxxxx', True),
     ('s3://b/p/cdc', None, False),
+    # The server may percent-encode the path or user name; decoded they are the same.
+    ('s3://b/tici_prefix/cdc?protocol=canal-json', 's3://b/tici%5Fprefix/cdc?protocol=canal-json', True),
+    ('s3://b/tici%20prefix/cdc', 's3://b/tici prefix/cdc', True),
+    ('s3://b/tici_prefix/cdc', 's3://b/tici%2Dprefix/cdc', False),
+    ('mysql://ti%40ci:pw@tidb0:4000/', 'mysql://ti@ci:xxxxx@tidb0:4000/', True),
 ])
 def test_sink_uri_equal(desired, current, equal):
     assert sink_uri_equal(desired, current) is equal
