@@ -215,7 +215,15 @@ def apply(plan, atomic_move):
     changed = False
     try:
         for directory in plan.missing_dirs:
-            os.mkdir(directory, 0o700)
+            try:
+                os.mkdir(directory, 0o700)
+            except FileExistsError:
+                # A run for another instance on the same engine host created a shared parent
+                # between our plan and now (site.yml prepares every instance at once).
+                if not os.path.isdir(directory):
+                    raise
+                if directory != os.path.abspath(plan.path):
+                    continue
             changed = True
             os.chmod(directory, plan.dir_mode)
         if plan.dir_before_mode is not None:

@@ -190,3 +190,22 @@ def test_apply_failure_reports_what_was_written(tmp_path, atomic_move):
     assert raised.value.written == ['a'] and raised.value.changed is True
     assert "Could not replace '%s/b'" % tmp_path in str(raised.value)
     assert sorted(os.listdir(tmp_path)) == ['a']  # the temporary file of b is removed
+
+
+def test_apply_when_a_sibling_run_created_a_shared_parent(tmp_path, atomic_move):
+    """site.yml prepares every instance at once: two runs plan the same missing parent."""
+    root = tmp_path / 'configs' / 'cluster'
+    first = plan(str(root / 'pd0'), 0o750, wanted_files([entry('pd.toml')], []))
+    second = plan(str(root / 'tikv0'), 0o750, wanted_files([entry('tikv.toml')], []))
+    assert str(root) in first.missing_dirs and str(root) in second.missing_dirs
+    assert apply(first, atomic_move) == ['pd.toml']
+    # Without the tolerance this raised "[Errno 17] File exists" for the shared parent.
+    assert apply(second, atomic_move) == ['tikv.toml']
+    assert (root / 'tikv0' / 'tikv.toml').read_text() == 'x\n' and mode_of(root / 'tikv0') == 0o750
+
+
+def test_apply_still_fails_when_a_parent_became_a_file(tmp_path, atomic_move):
+    planned = plan(str(tmp_path / 'a' / 'b'), 0o750, wanted_files([entry('f')], []))
+    (tmp_path / 'a').write_text('not a directory')
+    with pytest.raises(FilesError, match='File exists'):
+        apply(planned, atomic_move)
