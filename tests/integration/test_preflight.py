@@ -83,7 +83,7 @@ BAD_INPUTS = [
     ("unknown-backend", setting(tidb_backend="lxc"), "tidb_backend must be one of docker, podman, kubernetes (got lxc)"),
     ("image-not-a-string", image("pd", 123), "tidb_images must map each component to an image reference string; missing or not a string: pd"),
     ("image-missing", lambda hosts, variables: variables["tidb_images"].pop("tici"), "missing or not a string: tici"),
-    ("unknown-network-mode", setting(tidb_network_mode="overlay"), "tidb_network_mode one of host, bridge (got overlay)"),
+    ("unknown-network-mode", setting(tidb_network_mode="overlay"), "tidb_network_mode must be one of host, bridge (got overlay)"),
     ("unroutable-advertise", host_setting("tidb_servers", "tidb0", advertise_host="0.0.0.0"), "advertise_host must be an address other instances can dial"),
     ("host-in-two-groups", lambda hosts, variables: hosts["tikv_servers"].update({"pd0": {}}), "inventory host pd0 is in pd_servers, tikv_servers"),
     ("changefeed-id-underscore", setting(tici_changefeed_id="tici_task"), "tici_changefeed_id must be letters and digits"),
