@@ -62,6 +62,17 @@ def write_private(path, text):
         handle.write(text)
 
 
+def _ephemeral_start():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="utf-8") as handle:
+            return int(handle.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+EPHEMERAL_START = _ephemeral_start()
+
+
 def ports_free(ports):
     for port in ports:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -73,11 +84,15 @@ def ports_free(ports):
 
 
 def pick_offset(hosts_file, rng=None):
-    """A port offset whose shifted ports collide with no shipped default and are free right now."""
+    """A port offset whose shifted ports collide with no shipped default and are free right now.
+
+    Shifted ports stay below the kernel's ephemeral range (32768 and up by default): a listener
+    there can find its port taken by some outgoing connection and fail to bind until that closes.
+    """
     rng = rng or random.Random()
     wanted = sorted(set(inventory_ports(load_yaml(hosts_file))))
     for _attempt in range(200):
-        offset = rng.randrange(10000, 65000 - max(wanted), 7)
+        offset = rng.randrange(1000, EPHEMERAL_START - max(wanted), 7)
         shifted = [port + offset for port in wanted]
         if set(shifted) & set(_SHIPPED_PORTS):
             continue
