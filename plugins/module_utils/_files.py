@@ -5,12 +5,14 @@
 # This module_utils is PRIVATE and must only be used by this collection.
 # It may change at any time, without notice.
 
-"""The config files of one instance in one directory: validate, plan, diff, write.
+"""The config files of one or more instances, one directory each: validate, plan, diff, write.
 
 The deploy renders every file of an instance on the controller; ``config_files`` writes them in
-one module run instead of one ``copy`` per file. Planning reads the directory and decides what
-changes; nothing is written until planning has succeeded for every file. Secret files are
-handled like the others, except that their content never reaches a diff or a message.
+one module run instead of one ``copy`` per file, and with its ``directories`` option the files
+of several instances (all those of one engine host) in one run. Planning reads the directories
+and decides what changes; nothing is written until planning has succeeded for every file of
+every directory. Secret files are handled like the others, except that their content never
+reaches a diff or a message.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import tempfile
 
 FILE_MODE = 0o644
 SECRET_MODE = 0o600
+DIR_MODE = '0750'  # the default of the mode options
 
 _OCTAL = re.compile(r'^[0-7]{1,4}$')
 
@@ -92,13 +95,16 @@ def parse_mode(value):
     return mode
 
 
-def validate_names(files, secret_files):
-    """Return the errors of the ``name`` keys of both lists, each naming its option and the offending name."""
+def validate_names(files, secret_files, prefix=''):
+    """Return the errors of the ``name`` keys of both lists, each naming its option and the offending name.
+
+    ``prefix`` goes before every option name, such as ``directories[2].``.
+    """
     errors = []
     seen = {}
     for option, entries in (('files', files), ('secret_files', secret_files)):
         for index, entry in enumerate(entries or ()):
-            where = '%s[%d].name' % (option, index)
+            where = '%s%s[%d].name' % (prefix, option, index)
             name = entry.get('name')
             if not isinstance(name, str) or name in ('', '.', '..') or '/' in name or '\0' in name:
                 errors.append("%s: %r is not a plain file name (no '/', not empty, '.' or '..')" % (where, name))
@@ -209,22 +215,26 @@ def apply(plan, atomic_move):
     """Carry out a Plan. ``atomic_move(src, dest)`` is AnsibleModule.atomic_move.
 
     Returns the names written. On failure raises FilesError whose ``written`` holds the names
-    written before it and ``changed`` whether anything was changed before it.
+    written before it, ``changed`` whether anything was changed before it and ``created_dir``
+    whether the directory itself was created before it.
     """
     written = []
     changed = False
+    created_dir = False
     try:
         for directory in plan.missing_dirs:
             try:
                 os.mkdir(directory, 0o700)
             except FileExistsError:
                 # A run for another instance on the same engine host created a shared parent
-                # between our plan and now (site.yml prepares every instance at once).
+                # between our plan and now (site.yml prepares every instance at once), or an
+                # earlier entry of the same run's directories option did.
                 if not os.path.isdir(directory):
                     raise
                 if directory != os.path.abspath(plan.path):
                     continue
             changed = True
+            created_dir = created_dir or directory == os.path.abspath(plan.path)
             os.chmod(directory, plan.dir_mode)
         if plan.dir_before_mode is not None:
             os.chmod(plan.path, plan.dir_mode)
@@ -237,6 +247,7 @@ def apply(plan, atomic_move):
         error = FilesError('%s: %s' % (plan.path, exc))
         error.written = written
         error.changed = changed
+        error.created_dir = created_dir
         raise error from exc
     return written
 
@@ -270,3 +281,113 @@ def _apply_change(path, change, atomic_move):
             os.unlink(tmp)
     if stat.S_IMODE(os.stat(dest).st_mode) != item.mode:
         os.chmod(dest, item.mode)
+
+
+def summary(plan):
+    """The entry of a Plan in the module's ``directories`` return value."""
+    return dict(path=plan.path, changed=plan.changed, changed_files=plan.changed_files, created_dir=plan.created_dir)
+
+
+def plan_directories(directories):
+    """Validate and plan every entry of the ``directories`` option; return the Plans, in input order.
+
+    Each entry is a dict with ``path``, ``mode``, ``files`` and ``secret_files`` as the options of
+    the single-directory form. Reads only. Raises FilesError with every error found, each naming
+    ``directories[i]``, so that nothing is written in any directory when one of them is wrong:
+    names and modes first, then paths listed twice or inside a listed file, then each directory
+    as planned (a path that is not a directory, a listed name that is not a regular file).
+    """
+    errors = []
+    modes = []
+    seen = {}
+    for index, entry in enumerate(directories):
+        prefix = 'directories[%d].' % index
+        try:
+            modes.append(parse_mode(entry.get('mode', DIR_MODE)))
+        except ValueError as exc:
+            modes.append(None)
+            errors.append('%smode: %s' % (prefix, exc))
+        errors.extend(validate_names(entry.get('files'), entry.get('secret_files'), prefix))
+        key = os.path.abspath(entry['path'])
+        if key in seen:
+            errors.append('%spath: %r is listed twice (also %spath)' % (prefix, entry['path'], seen[key]))
+        else:
+            seen[key] = prefix
+    if errors:
+        raise FilesError('; '.join(errors))
+    errors.extend(_paths_inside_files(directories))
+    if errors:
+        raise FilesError('; '.join(errors))
+    plans = []
+    for index, (entry, mode) in enumerate(zip(directories, modes)):
+        try:
+            plans.append(plan(entry['path'], mode, wanted_files(entry.get('files'), entry.get('secret_files'))))
+        except FilesError as exc:
+            errors.append('directories[%d].%s' % (index, exc))  # exc names its option: path, files or secret_files
+        except OSError as exc:
+            errors.append('directories[%d]: %s' % (index, exc))
+    if errors:
+        raise FilesError('; '.join(errors))
+    return plans
+
+
+def _paths_inside_files(directories):
+    """Errors for a directory whose path, or one of its parents, is a file listed in another entry."""
+    listed = {}
+    for index, entry in enumerate(directories):
+        base = os.path.abspath(entry['path'])
+        for option in ('files', 'secret_files'):
+            for position, item in enumerate(entry.get(option) or ()):
+                listed.setdefault(os.path.join(base, item['name']), 'directories[%d].%s[%d].name' % (index, option, position))
+    errors = []
+    for index, entry in enumerate(directories):
+        current = os.path.abspath(entry['path'])
+        while True:
+            if current in listed:
+                if current == os.path.abspath(entry['path']):
+                    errors.append('directories[%d].path: %s is also listed as a file (%s)' % (index, entry['path'], listed[current]))
+                else:
+                    errors.append('directories[%d].path: %s: %s is also listed as a file (%s)' % (index, entry['path'], current, listed[current]))
+                break
+            parent = os.path.dirname(current)
+            if parent == current:
+                break
+            current = parent
+    return errors
+
+
+def apply_directories(plans, atomic_move):
+    """Carry out Plans in order, each with ``apply``; return their summaries.
+
+    On failure raises FilesError naming ``directories[i]`` and what was written before it.
+    Its ``directories`` holds the summaries of the directories applied before the failure and,
+    last, of the one that failed, with what was written in it; its ``changed`` tells whether
+    anything changed. The directories after the failed one are not touched.
+    """
+    done = []
+    for index, each in enumerate(plans):
+        try:
+            apply(each, atomic_move)
+        except FilesError as exc:
+            failed = dict(path=each.path, changed=exc.changed, changed_files=exc.written, created_dir=exc.created_dir)
+            entries = done + [failed]
+            message = 'directories[%d]: %s; %s' % (index, exc, _written_text(entries))
+            if index + 1 < len(plans):
+                message += '; directories[%d] and later were not touched' % (index + 1)
+            error = FilesError(message)
+            error.directories = entries
+            error.changed = any(entry['changed'] for entry in entries)
+            raise error from exc
+        done.append(summary(each))
+    return done
+
+
+def _written_text(entries):
+    """What the summaries ``entries`` changed, for a failure message; names only, never content."""
+    parts = []
+    for index, entry in enumerate(entries):
+        if not entry['changed']:
+            continue
+        what = (['directory created'] if entry['created_dir'] else []) + list(entry['changed_files'])
+        parts.append('directories[%d] %s (%s)' % (index, entry['path'], ', '.join(what) or 'no file, directory mode or parents only'))
+    return 'changed before the failure: ' + ('; '.join(parts) if parts else 'nothing')

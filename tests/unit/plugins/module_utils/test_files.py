@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) tidbops maintainers
 # Apache License 2.0 (see LICENSE)
-"""Names, modes, plans, diffs and writes of the config files of one instance."""
+"""Names, modes, plans, diffs and writes of the config files of one instance, or of several (directories)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.tidbops.cluster.plugins.module_utils._files import (
-    SECRET_MODE, FilesError, apply, diff, parse_mode, plan, validate_names, wanted_files,
+    SECRET_MODE, FilesError, apply, apply_directories, diff, parse_mode, plan, plan_directories, summary, validate_names, wanted_files,
 )
 
 SECRET = 'hunter2-but-longer'
@@ -209,3 +209,124 @@ def test_apply_still_fails_when_a_parent_became_a_file(tmp_path, atomic_move):
     (tmp_path / 'a').write_text('not a directory')
     with pytest.raises(FilesError, match='File exists'):
         apply(planned, atomic_move)
+
+
+def test_validate_names_prefix():
+    assert validate_names([entry('a'), entry('a/b')], [entry('a')], 'directories[2].') == [
+        "directories[2].files[1].name: 'a/b' is not a plain file name (no '/', not empty, '.' or '..')",
+        "directories[2].secret_files[0].name: 'a' is listed twice (also directories[2].files[0].name)",
+    ]
+
+
+def directory(path, files=(), secret_files=(), mode='0750'):
+    return dict(path=str(path), mode=mode, files=[entry(name) for name in files], secret_files=[entry(name, SECRET) for name in secret_files])
+
+
+def test_plan_directories_in_input_order(tmp_path):
+    (tmp_path / 'b').mkdir(mode=0o750)
+    os.chmod(tmp_path / 'b', 0o750)
+    plans = plan_directories([directory(tmp_path / 'a', ['f'], ['s'], mode='0700'), directory(tmp_path / 'b'), dict(path=str(tmp_path / 'c'))])
+    assert [(p.path, p.dir_mode, p.changed_files, p.created_dir, p.changed) for p in plans] == [
+        (str(tmp_path / 'a'), 0o700, ['f', 's'], True, True),
+        (str(tmp_path / 'b'), 0o750, [], False, False),
+        (str(tmp_path / 'c'), 0o750, [], True, True),  # mode, files and secret_files may be left out
+    ]
+    assert [summary(p) for p in plans][:2] == [
+        dict(path=str(tmp_path / 'a'), changed=True, changed_files=['f', 's'], created_dir=True),
+        dict(path=str(tmp_path / 'b'), changed=False, changed_files=[], created_dir=False),
+    ]
+    assert os.listdir(tmp_path) == ['b']
+    assert plan_directories([]) == []
+
+
+def test_plan_directories_collects_static_errors_first(tmp_path):
+    (tmp_path / 'file').write_text('')
+    with pytest.raises(FilesError) as raised:
+        plan_directories([
+            directory(tmp_path / 'file'),  # not a directory: not reported while names are wrong
+            directory(tmp_path / 'x', ['ok', '..'], mode='u=rwx'),
+            directory(str(tmp_path / 'x') + '/./', ['ok']),
+            directory(tmp_path / 'y', [], ['ok', 'ok']),
+        ])
+    assert str(raised.value).split('; ') == [
+        "directories[1].mode: expected an octal mode like '0750', got 'u=rwx'",
+        "directories[1].files[1].name: '..' is not a plain file name (no '/', not empty, '.' or '..')",
+        "directories[2].path: '%s/x/./' is listed twice (also directories[1].path)" % tmp_path,
+        "directories[3].secret_files[1].name: 'ok' is listed twice (also directories[3].secret_files[0].name)",
+    ]
+
+
+def test_plan_directories_collects_plan_errors(tmp_path):
+    (tmp_path / 'file').write_text('')
+    (tmp_path / 'd' / 'sub').mkdir(parents=True)
+    with pytest.raises(FilesError) as raised:
+        plan_directories([directory(tmp_path / 'fine', ['f']), directory(tmp_path / 'file' / 'conf'), directory(tmp_path / 'd', [], ['sub'])])
+    assert str(raised.value).split('; ') == [
+        'directories[1].path: %s/file/conf: %s/file exists and is not a directory' % (tmp_path, tmp_path),
+        'directories[2].secret_files: %s/d/sub exists and is not a regular file' % tmp_path,
+    ]
+
+
+def test_plan_directories_path_inside_a_listed_file(tmp_path):
+    with pytest.raises(FilesError) as raised:
+        plan_directories([directory(tmp_path / 'a' / 'b'), directory(tmp_path / 'a', ['b'], ['c']), directory(tmp_path / 'a' / 'c' / 'd')])
+    assert str(raised.value).split('; ') == [
+        'directories[0].path: %s/a/b is also listed as a file (directories[1].files[0].name)' % tmp_path,
+        'directories[2].path: %s/a/c/d: %s/a/c is also listed as a file (directories[1].secret_files[0].name)' % (tmp_path, tmp_path),
+    ]
+
+
+def test_apply_directories(tmp_path, atomic_move):
+    plans = plan_directories([directory(tmp_path / 'a', ['f'], ['s'], mode='0700'), directory(tmp_path / 'a' / 'b', ['g'])])
+    assert apply_directories(plans, atomic_move) == [
+        dict(path=str(tmp_path / 'a'), changed=True, changed_files=['f', 's'], created_dir=True),
+        dict(path=str(tmp_path / 'a' / 'b'), changed=True, changed_files=['g'], created_dir=True),
+    ]
+    assert (mode_of(tmp_path / 'a'), mode_of(tmp_path / 'a' / 'b')) == (0o700, 0o750)
+    assert (mode_of(tmp_path / 'a' / 's'), (tmp_path / 'a' / 's').read_text()) == (0o600, SECRET)
+    assert not any(p.changed for p in plan_directories([directory(tmp_path / 'a', ['f'], ['s'], mode='0700'), directory(tmp_path / 'a' / 'b', ['g'])]))
+
+
+def test_apply_directories_failure_reports_what_was_written(tmp_path, atomic_move):
+    (tmp_path / 'b').mkdir()
+    os.chmod(tmp_path / 'b', 0o750)
+    (tmp_path / 'b' / 'same').write_text('x\n')
+    os.chmod(tmp_path / 'b' / 'same', 0o644)
+    calls = []
+
+    def failing_move(src, dest):
+        calls.append(dest)
+        if len(calls) == 4:
+            raise Exception("Could not replace '%s'" % dest)
+        atomic_move(src, dest)
+
+    plans = plan_directories([directory(tmp_path / 'a', ['f'], ['s']), directory(tmp_path / 'b', ['same']),
+                              directory(tmp_path / 'c', ['g', 'h', 'i']), directory(tmp_path / 'd', ['j'])])
+    with pytest.raises(FilesError) as raised:
+        apply_directories(plans, failing_move)
+    error = raised.value
+    assert error.changed is True
+    assert error.directories == [
+        dict(path=str(tmp_path / 'a'), changed=True, changed_files=['f', 's'], created_dir=True),
+        dict(path=str(tmp_path / 'b'), changed=False, changed_files=[], created_dir=False),
+        dict(path=str(tmp_path / 'c'), changed=True, changed_files=['g'], created_dir=True),
+    ]
+    assert str(error) == (
+        "directories[2]: {t}/c: Could not replace '{t}/c/h'; "
+        "changed before the failure: directories[0] {t}/a (directory created, f, s); directories[2] {t}/c (directory created, g); "
+        "directories[3] and later were not touched").format(t=tmp_path)
+    assert SECRET not in str(error)
+    assert sorted(os.listdir(tmp_path)) == ['a', 'b', 'c'] and sorted(os.listdir(tmp_path / 'c')) == ['g']
+
+
+def test_apply_directories_failure_before_anything_changed(tmp_path):
+    def failing_move(src, dest):
+        raise Exception('no space left')
+
+    os.chmod(tmp_path, 0o750)
+    plans = plan_directories([directory(tmp_path, ['f'])])
+    with pytest.raises(FilesError) as raised:
+        apply_directories(plans, failing_move)
+    assert str(raised.value) == 'directories[0]: %s: no space left; changed before the failure: nothing' % tmp_path
+    assert raised.value.changed is False
+    assert raised.value.directories == [dict(path=str(tmp_path), changed=False, changed_files=[], created_dir=False)]
