@@ -78,8 +78,6 @@ CASES = {
 }
 
 
-
-
 def _run_case(make_cluster, case_id):
     group_vars, edit = CASES[case_id][:2]
     # A short gate (unless the case sets it) ends quickly a case that is wrongly accepted.

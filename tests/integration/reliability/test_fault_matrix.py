@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.skipif(
 
 GATE_TIMEOUT = 8
 SLACK = 5
-# The order of site.yml's gates (MinIO starts first and is gated while TiDB boots).
+# The order of site.yml's gates (MinIO starts with TiDB and is gated while TiDB boots).
 ORDER = ["pd", "tikv", "minio", "tidb", "ticdc", "tici_meta", "tici_worker", "tiflash"]
 
 
