@@ -18,8 +18,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.skipif(
 
 GATE_TIMEOUT = 8
 SLACK = 5
-# The order of site.yml's gates (MinIO starts with TiDB and is gated while TiDB boots).
-ORDER = ["pd", "tikv", "minio", "tidb", "ticdc", "tici_meta", "tici_worker", "tiflash"]
+# The order of site.yml's gates: MinIO starts with TiKV and is gated while TiDB boots; TiCDC starts
+# with TiDB and is gated while TiFlash boots.
+ORDER = ["pd", "tikv", "minio", "tidb", "tici_meta", "tici_worker", "ticdc", "tiflash"]
 
 
 @pytest.fixture(scope="module")
