@@ -138,12 +138,6 @@ def simulator_vars():
     return sim
 
 
-def roles_take_container_env():
-    """True once the roles merge tidb_container_env (kind -> env dict) into each container's env."""
-    roles = collection_root() / "roles"
-    return any("tidb_container_env" in path.read_text(encoding="utf-8") for path in roles.rglob("*.yml"))
-
-
 def sim_env(kind, **switches):
     """tidb_container_env for one component kind: sim_env("tikv", never_ready=1) sets TIDBSIM_NEVER_READY=1."""
     return {kind: {f"TIDBSIM_{key.upper()}": str(value) for key, value in switches.items()}}

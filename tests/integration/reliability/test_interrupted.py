@@ -12,9 +12,7 @@ import harness  # pylint: disable=import-error  # benchmarks/, put on sys.path b
 pytestmark = pytest.mark.integration
 
 # TiDB takes a few seconds to start, so the kill lands in the middle of the TiDB step.
-EXTRA = {"tidb_gate_timeout": 120}
-if harness.roles_take_container_env():
-    EXTRA["tidb_container_env"] = harness.sim_env("tidb", start_delay=3)
+EXTRA = {"tidb_gate_timeout": 120, "tidb_container_env": harness.sim_env("tidb", start_delay=3)}
 
 
 def _markers(cluster):

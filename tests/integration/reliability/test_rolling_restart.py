@@ -11,8 +11,7 @@ import pytest
 
 import harness  # pylint: disable=import-error  # benchmarks/, put on sys.path by conftest.py
 
-pytestmark = [pytest.mark.integration, pytest.mark.skipif(
-    not harness.roles_take_container_env(), reason="the roles do not merge tidb_container_env into container env yet")]
+pytestmark = pytest.mark.integration
 
 TIKV_DELAY = 2.0
 
