@@ -36,6 +36,8 @@ def test_meta_waits_for_tidb_then_leads_and_worker_follows(module_sim, stack):
     meta = module_sim.tici("meta", pd, f'[tidb-server]\ndsns = ["mysql://root@127.0.0.1:{dead_port}"]\n[s3]\n' + stack["s3"],
                            extra=[f"--tidb-addr=mysql://root@127.0.0.1:{dead_port}"])
     wait_until(lambda: http_get(meta.url("/status", meta.status_port))[0] is not None, 10, "meta status port")
+    # The worker started first but may bind its status port later on a loaded machine.
+    wait_until(lambda: http_get(worker.url("/status", worker.status_port))[0] is not None, 10, "worker status port")
     assert http_get(meta.url("/status", meta.status_port))[0] == 503
     assert http_get(worker.url("/status", worker.status_port))[0] == 503
     assert election_keys(pd) == []
