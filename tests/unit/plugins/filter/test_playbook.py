@@ -101,5 +101,5 @@ def test_fold_dotted(rendered):
 def test_bad_input_fails_the_task_with_the_key_named(rendered):
     out_dir, _output = rendered
     message = (out_dir / "bad_prefix_error.txt").read_text(encoding="utf-8")
-    assert "tici_sink_uri: s3.prefix must not start with '/'" in message
+    assert "tici_sink_uri: s3.prefix must be a non-empty path inside the bucket without a leading '/'" in message
     assert SECRET not in message

@@ -155,9 +155,9 @@ def test_tiflash_inputs_are_not_mutated_or_shared():
     ({}, with_s3(endpoint=None), "tici.s3.endpoint is required"),
     ({}, with_s3(endpoint="minio:9000"), "tici.s3.endpoint must be an http:// or https:// URL"),
     ({}, with_s3(prefix=None), "tici.s3.prefix is required"),
-    ({}, with_s3(prefix="/abs"), "tici.s3.prefix must not start with '/'"),
+    ({}, with_s3(prefix="/abs"), "tici.s3.prefix must be a non-empty path inside the bucket without a leading '/'"),
     ({}, with_s3(prefix="a//b"), "tici.s3.prefix must be a non-empty path"),
-    ({}, with_s3(bucket="a/b"), "tici.s3.bucket must be a bucket name"),
+    ({}, with_s3(bucket="a/b"), "tici.s3.bucket must be an S3 bucket name"),
     ({}, with_s3(use_path_style="true"), "tici.s3.use_path_style must be a boolean, got str"),
     ({}, with_s3(secret_key=12345), "tici.s3.secret_key must be a string, got int"),
     ({}, dict(TICI, s3=dict(S3, **{"secret-key": "x"})), "unknown key(s) secret-key in tici.s3"),
@@ -242,7 +242,7 @@ def test_server_config_inputs_are_not_mutated():
     ("worker", {"s3": S3, "pd_addrs": ["pd0:2379"], "tidb_dsns": [META_DSN]}, "tidb_dsns applies to role meta only"),
     ("meta", {"s3": S3, "pd_addrs": ["pd0:2379"]}, "tidb_dsns must be a non-empty list"),
     ("meta", {"s3": S3, "pd_addrs": ["pd0:2379"], "tidb_dsns": ["root:" + SECRET + "@tidb0:4000"]}, "tidb_dsns[0] must be a 'mysql://"),
-    ("meta", {"s3": dict(S3, prefix="/x"), "pd_addrs": ["pd0:2379"], "tidb_dsns": [META_DSN]}, "s3.prefix must not start with '/'"),
+    ("meta", {"s3": dict(S3, prefix="/x"), "pd_addrs": ["pd0:2379"], "tidb_dsns": [META_DSN]}, "s3.prefix must be a non-empty path inside the bucket without a leading '/'"),
     ("worker", {"s3": S3, "pd_addrs": ["pd0:2379"], "user_config": "x"}, "user_config must be a mapping"),
     ("worker", {"s3": S3, "pd_addrs": ["pd0:2379"], "user_config": {"server": 1}}, "sets 'server' to a non-table value"),
 ])
@@ -364,9 +364,9 @@ def test_sink_uri_prefix_path(prefix, path):
 
 
 @pytest.mark.parametrize("s3, flush_interval, message", [
-    (dict(S3, prefix="/tici"), None, "s3.prefix must not start with '/'"),
-    (dict(S3, prefix="/"), None, "s3.prefix must not start with '/'"),
-    (dict(S3, prefix="///"), None, "s3.prefix must not start with '/'"),
+    (dict(S3, prefix="/tici"), None, "s3.prefix must be a non-empty path inside the bucket without a leading '/'"),
+    (dict(S3, prefix="/"), None, "s3.prefix must be a non-empty path inside the bucket without a leading '/'"),
+    (dict(S3, prefix="///"), None, "s3.prefix must be a non-empty path inside the bucket without a leading '/'"),
     (dict(S3, prefix=None), None, "s3.prefix is required"),
     (dict(S3, bucket=None), None, "s3.bucket is required"),
     (dict(S3, endpoint=""), None, "s3.endpoint is required"),

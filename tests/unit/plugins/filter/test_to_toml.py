@@ -12,7 +12,7 @@ import tomllib
 import pytest
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.tidbops.cluster.plugins.filter import tidb_config
+from ansible_collections.tidbops.cluster.plugins.module_utils import _config
 from ansible_collections.tidbops.cluster.plugins.filter.tidb_config import tiflash_tici_config, to_toml
 
 TIFLASH_WITH_TICI = tiflash_tici_config(
@@ -249,6 +249,6 @@ def test_header_must_be_a_string():
 
 
 def test_missing_tomlkit_is_named(monkeypatch):
-    monkeypatch.setattr(tidb_config, "tomlkit", None)
+    monkeypatch.setattr(_config, "tomlkit", None)
     with pytest.raises(AnsibleFilterError, match="to_toml: the Python library 'tomlkit' is required"):
         to_toml({"a": 1})

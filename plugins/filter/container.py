@@ -1,0 +1,119 @@
+# -*- coding: utf-8 -*-
+# Copyright: tidbops.cluster contributors
+# Apache License 2.0 (see LICENSE)
+"""Filters of the container backend (roles/_container): from the cluster model's process specs to
+container specs, the files an engine host renders, the engine's listing, and each container's plan.
+
+* ``container_specs(cluster, settings)``: {instance: container spec} for every deployed instance;
+  a spec is the process spec (module_utils/_process.py) plus the container's name, labels, data
+  mount, network and limits, and ``hash``, a digest of all of it (file contents included) that the
+  container carries as a label: a different digest means the container no longer matches its spec.
+* ``container_files(specs, names, secret)``: the ``directories`` of one tidbops.cluster.config_files
+  run that writes the plain (or the secret) files of those instances.
+* ``container_listing(listing, backend, cluster)``: {container name: {exists, running, status, image,
+  labels}} from community.docker.docker_host_info or containers.podman.podman_container_info.
+* ``container_plan(spec, info, files_changed)``: create, update, restart or none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from ansible.errors import AnsibleFilterError
+from ansible_collections.tidbops.cluster.plugins.module_utils import _config
+
+ABSENT = {'exists': False, 'running': False, 'status': 'absent', 'image': '', 'labels': {}}
+HASH_LABEL = 'tidbops.spec-hash'
+
+
+def _labels(cluster, instance):
+    return {'tidbops.cluster': cluster['cluster_name'], 'tidbops.instance': instance['name'],
+            'tidbops.component': instance['kind']}
+
+
+def container_specs(cluster, settings):
+    """{instance name: container spec} for every deployed instance of the cluster model."""
+    name = 'container_specs'
+    cluster = _config.plain(cluster, name)
+    settings = _config.plain(settings, name)
+    specs = {}
+    for host, process in cluster.get('processes', {}).items():
+        instance = cluster['instances'][host]
+        bridge = cluster['network_mode'] == 'bridge'
+        publish = instance.get('publish_host', '0.0.0.0')
+        prefix = '' if publish in ('0.0.0.0', '') else ('[%s]:' % publish if ':' in publish else publish + ':')
+        spec = {
+            'backend': cluster['backend'],
+            'name': '%s-%s' % (cluster['cluster_name'], host),
+            'image': process['image'],
+            'pull': settings['image_pull'],
+            'entrypoint': process['entrypoint'],
+            'command': process['command'],
+            'env': process['env'],
+            'config_dir': '%s/%s/%s' % (settings['config_root'], cluster['cluster_name'], host),
+            'files': process['files'],
+            'data': {'source': instance['data_source'], 'target': process['data']},
+            'network_mode': cluster['network_mode'],
+            'network': cluster['cluster_name'],
+            'published': ['%s%d:%d' % (prefix, port['port'], port['port']) for port in process['ports']] if bridge else [],
+            'ulimits': ['%s=%s:%s' % (name, value, value) for name, value in sorted(settings['ulimits'].items())],
+            'labels': _labels(cluster, instance),
+        }
+        # Rendered files are mounted read-only; a data_dir that is a host path is bind-mounted, a
+        # volume name becomes a named volume (created with the container on Docker, labels included).
+        spec['file_mounts'] = ['%s/%s:%s:ro' % (spec['config_dir'], f['name'], f['target']) for f in process['files']]
+        spec['hash'] = hashlib.sha256(json.dumps(spec, sort_keys=True).encode('utf-8')).hexdigest()
+        specs[host] = spec
+    return specs
+
+
+def container_files(specs, names, secret=False):
+    """The directories of one config_files run: each instance's plain files, or its secret ones."""
+    key = 'secret_files' if secret else 'files'
+    return [{'path': specs[host]['config_dir'],
+             key: [{'name': f['name'], 'content': f['content']} for f in specs[host]['files'] if bool(f['secret']) == secret]}
+            for host in names]
+
+
+def container_listing(listing, backend, cluster):
+    """{container name: state} of one engine host's containers of this cluster."""
+    found = {}
+    for container in listing or []:
+        if backend == 'docker':
+            labels = container.get('Labels') or {}
+            names = [n.lstrip('/') for n in container.get('Names') or []]
+            state = {'running': container.get('State') == 'running', 'status': container.get('State') or 'unknown',
+                     'image': container.get('Image') or ''}
+        else:
+            labels = (container.get('Config') or {}).get('Labels') or {}
+            names = [container.get('Name')]
+            status = container.get('State') or {}
+            state = {'running': bool(status.get('Running')), 'status': status.get('Status') or 'unknown',
+                     'image': container.get('ImageName') or ''}
+        if labels.get('tidbops.cluster') != cluster:
+            continue
+        for name in names:
+            found[name] = dict(state, exists=True, labels=dict(labels))
+    return found
+
+
+def container_plan(spec, info, files_changed=False):
+    """create (none yet), update (it differs from its spec, or is not running), restart (it matches,
+    but a mounted file had to be rendered again) or none."""
+    if not isinstance(spec, dict) or 'hash' not in spec:
+        raise AnsibleFilterError('container_plan: the input must be a spec from tidbops.cluster.container_specs')
+    info = info or ABSENT
+    if not info.get('exists'):
+        return 'create'
+    if (info.get('labels') or {}).get(HASH_LABEL) != spec['hash'] or info.get('image') != spec['image'] or not info.get('running'):
+        return 'update'
+    return 'restart' if files_changed else 'none'
+
+
+class FilterModule:
+    """Container backend filters."""
+
+    def filters(self):
+        return {'container_specs': container_specs, 'container_files': container_files,
+                'container_listing': container_listing, 'container_plan': container_plan}

@@ -1,0 +1,630 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) tidbops maintainers
+# Apache License 2.0 (see LICENSE)
+
+# This module_utils is PRIVATE and must only be used by this collection.
+# It may change at any time, without notice.
+
+"""The cluster model: what the cluster is, built once per run from the inventory.
+
+``build(settings, inventory)`` turns the cluster-wide settings and the inventory hosts into one
+plain dict that every play, backend and plugin reads:
+
+* ``instances``: every instance with its kind, ports and three addresses: where its processes
+  listen (``listen_host``), what other instances dial (``advertise_host``) and what the controller
+  dials (``access_host``, through ``transport``);
+* the values components hand each other: PD endpoints, the initial PD cluster, TiDB addresses, the
+  S3 settings with their defaults, the changefeed TiCI reads;
+* ``gates``: the arguments of each kind's readiness gate (tidbops.cluster.component_ready);
+* ``processes``: each instance's process spec (_process), which both backends run;
+* ``problems``: every rule the inventory breaks, all at once, and ``warnings``.
+
+Addresses depend on where instances run (``Addressing``): on the engine host's network (host
+mode, as TiUP runs several instances on one host), on a user bridge network of one engine host
+(container names), or as pods of StatefulSets (stable pod DNS names). Everything else is the same
+for every backend.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ansible_collections.tidbops.cluster.plugins.module_utils import _config
+from ansible_collections.tidbops.cluster.plugins.module_utils import _process
+from ansible_collections.tidbops.cluster.plugins.module_utils import _topology as topo
+
+DEFAULT_S3 = {'bucket': 'ticidefaultbucket', 'prefix': 'tici_default_prefix', 'region': 'us-east-1', 'use_path_style': True}
+# TiCI reads canal-json files under <prefix>/cdc; date_separator must be "none" in the changefeed
+# config itself: the URI parameter alone left "day" (kolafish/jsm-query-testing, TiCDC v8.5.6-release.3).
+CHANGEFEED_REPLICA_CONFIG = {'sink': {'protocol': 'canal-json', 'date_separator': 'none'}}
+# TiCDC changefeed ids (pingcap/ticdc pkg/common/types.go): letters and digits in hyphen-joined groups.
+_CHANGEFEED_ID = re.compile(r'^[a-zA-Z0-9]+(-[a-zA-Z0-9]+)*$')
+_PD_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]*$')
+_DNS1123_LABEL = re.compile(r'^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')
+_VOLUME_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]*$')
+UNSPECIFIED = ('0.0.0.0', '::', '')
+_QUANTITY = re.compile(r'^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eEinumkKMGTP]*[-+]?[0-9]*)$')
+_QUANTITY_SUFFIX = re.compile(r'^(|[numkMGTPE]|[KMGTPE]i|[eE][-+]?[0-9]+)$')
+
+
+class Addressing(object):
+    """Where instances listen, what they advertise and how the controller reaches them."""
+
+    transport = {}
+    # Whether a kind's instances may use different ports (not when pods share one template).
+    uniform_ports = False
+    # Whether the controller can talk S3 to the cluster's MinIO (the bucket is made from there).
+    controller_reaches_s3 = True
+
+    def __init__(self, settings):
+        self.settings = settings
+
+    def engine_host(self, host, host_vars):
+        return host_vars.get('ansible_host') or host
+
+    def instance(self, kind, host, host_vars, index):
+        """{listen_host, advertise_host, access_host, engine_host} of one instance."""
+        raise NotImplementedError
+
+    def peers(self, kind, instances, port):
+        """The addresses (host:port) other instances use to reach a kind: every instance's."""
+        return [_host_port(instance['advertise_host'], instance['ports'][port]) for instance in instances]
+
+
+class HostNetwork(Addressing):
+    """Every instance in its engine host's network, on its own ports (TiUP on one or many hosts)."""
+
+    def instance(self, kind, host, host_vars, index):
+        engine = self.engine_host(host, host_vars)
+        advertise = host_vars.get('advertise_host') or engine
+        return {'engine_host': engine, 'listen_host': host_vars.get('listen_host') or '0.0.0.0',
+                'advertise_host': advertise, 'access_host': advertise}
+
+
+class BridgeNetwork(Addressing):
+    """Every container on one user network of its engine host: it listens on its own interfaces,
+    other containers dial its name, and the controller dials the ports published on the engine host
+    (at ``listen_host``, or the engine host's address when that is unspecified)."""
+
+    def instance(self, kind, host, host_vars, index):
+        engine = self.engine_host(host, host_vars)
+        publish = host_vars.get('listen_host') or '0.0.0.0'
+        return {'engine_host': engine, 'listen_host': '0.0.0.0', 'publish_host': publish,
+                'advertise_host': container_name(self.settings, host),
+                'access_host': engine if publish in UNSPECIFIED else publish}
+
+
+class Kubernetes(Addressing):
+    """Pods of one StatefulSet per kind. A pod advertises its stable DNS name behind the headless
+    peer Service; the controller reaches pods and Services through the API server's proxy, where
+    ``<pod>.<service>`` targets a pod and ``<service>`` a Service."""
+
+    uniform_ports = True
+    controller_reaches_s3 = False
+
+    def __init__(self, settings):
+        Addressing.__init__(self, settings)
+        backend = settings.get('backend_settings') or {}
+        self.namespace = backend.get('namespace')
+        proxy = {'namespace': self.namespace}
+        for key in ('kubeconfig', 'context'):
+            if backend.get(key):
+                proxy[key] = backend[key]
+        self.transport = {'kube_proxy': proxy}
+
+    def engine_host(self, host, host_vars):
+        return None
+
+    def instance(self, kind, host, host_vars, index):
+        pod = pod_name(self.settings, kind, index)
+        return {'engine_host': None, 'listen_host': '0.0.0.0', 'pod': pod,
+                'advertise_host': '%s.%s.%s.svc' % (pod, peer_service(self.settings, kind), self.namespace),
+                'access_host': '%s.%s' % (pod, peer_service(self.settings, kind))}
+
+    def peers(self, kind, instances, port):
+        # Components reach a group through its client Service, as tidb-operator's pods do.
+        return ['%s:%d' % (object_name(self.settings, kind), instances[0]['ports'][port])] if instances else []
+
+
+def container_name(settings, host):
+    return '%s-%s' % (settings['cluster_name'], host)
+
+
+def object_name(settings, kind):
+    """The Kubernetes object name of a kind's StatefulSet and client Service: <cluster>-<kind>."""
+    return '%s-%s' % (settings['cluster_name'], kind.replace('_', '-'))
+
+
+def peer_service(settings, kind):
+    return object_name(settings, kind) + '-peer'
+
+
+def pod_name(settings, kind, index):
+    return '%s-%d' % (object_name(settings, kind), index)
+
+
+def addressing(settings):
+    if settings.get('backend') == 'kubernetes':
+        return Kubernetes(settings)
+    if settings.get('network_mode') == 'bridge':
+        return BridgeNetwork(settings)
+    return HostNetwork(settings)
+
+
+def _host_port(host, port):
+    return '[%s]:%d' % (host, port) if ':' in host else '%s:%d' % (host, port)
+
+
+def _url(host, port):
+    return 'http://' + _host_port(host, port)
+
+
+def _is_port(value):
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536
+
+
+def _type_name(value):
+    return 'null' if value is None else type(value).__name__
+
+
+# ---------------------------------------------------------------------------------------------
+# Instances
+
+def _hosts_of(inventory, kind):
+    return list((inventory.get('groups') or {}).get(kind.group) or [])
+
+
+def _instance(settings, address, kind, host, host_vars, index, problems):
+    ports, used = {}, {}
+    for port in kind.ports:
+        if port.name in topo.TICI_PORTS and not settings['tici_enabled']:
+            continue
+        variable = port.alias if port.alias and port.alias in host_vars else port.name
+        value = host_vars.get(variable, port.default)
+        ports[port.name], used[port.name] = value, variable
+    bad = ['%s: %s=%s' % (host, used[name], value) for name, value in ports.items() if not _is_port(value)]
+    if bad:
+        problems.append('invalid ports (expected integers 1-65535): ' + '; '.join(bad))
+    record = {'name': host, 'kind': kind.name, 'index': index, 'ports': ports, 'port_vars': used,
+              'deployed': settings['tici_enabled'] or not kind.tici}
+    record.update(address.instance(kind.name, host, host_vars, index))
+    for key in ('config', 'learner_config'):
+        value = host_vars.get(key)
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            problems.append('%s must be a mapping of settings (host %s in %s), got %s' % (key, host, kind.group, _type_name(value)))
+            value = {}
+        record[key] = value
+    if kind.name == 'pd':
+        record['pd_name'] = record.get('pod') or host_vars.get('pd_name') or host_vars.get('name') or host
+    data_dir = host_vars.get('data_dir') or ''
+    if not isinstance(data_dir, str) or (data_dir and not data_dir.startswith('/') and not _VOLUME_NAME.match(data_dir)):
+        problems.append('data_dir (host %s) must be an absolute host path or a volume name, got %r' % (host, data_dir))
+        data_dir = ''
+    record['data_source'] = data_dir or '%s-data' % container_name(settings, host)
+    if _is_port(ports[kind.http_port]):
+        record['url'] = _url(record['access_host'], ports[kind.http_port])
+    if _is_port(ports[kind.ports[0].name]):
+        record['addr'] = _host_port(record['advertise_host'], ports[kind.ports[0].name])
+    return record
+
+
+def _collect(settings, address, inventory, problems):
+    instances, members = {}, {}
+    for kind in topo.KINDS:
+        members[kind.name] = []
+        for index, host in enumerate(_hosts_of(inventory, kind)):
+            host_vars = (inventory['hosts'].get(host) or {}).get('vars') or {}
+            instances[host] = _instance(settings, address, kind, host, host_vars, index, problems)
+            members[kind.name].append(host)
+    return instances, members
+
+
+# ---------------------------------------------------------------------------------------------
+# Rules (every message names the variable or group and what was expected)
+
+def _shape_problems(settings, inventory):
+    problems = []
+    for host in inventory.get('play_hosts') or []:
+        mine = [group for group in (inventory['hosts'].get(host) or {}).get('group_names') or [] if group in topo.GROUPS]
+        if len(mine) != 1:
+            problems.append('inventory host %s is in %s: every instance is one inventory host in exactly one of %s '
+                            '(TiUP vocabulary)' % (host, ', '.join(mine) or 'none of them', ', '.join(topo.GROUPS)))
+    missing = sorted(set(host for kind in topo.KINDS for host in _hosts_of(inventory, kind))
+                     - set(inventory.get('play_hosts') or []))
+    if missing:
+        problems.append("every instance must be in the play, because each one's addresses are derived from the whole "
+                        "inventory; --limit left out %s. Run without --limit (unchanged instances are left alone)."
+                        % ', '.join(missing))
+    if settings.get('backend') not in topo.BACKENDS:
+        problems.append('tidb_backend must be one of %s (got %s)' % (', '.join(topo.BACKENDS), settings.get('backend')))
+    if settings.get('network_mode') not in topo.NETWORK_MODES:
+        problems.append('tidb_network_mode must be one of %s (got %s)' % (', '.join(topo.NETWORK_MODES), settings.get('network_mode')))
+    return problems
+
+
+def _group_problems(settings, members):
+    problems = []
+    if not members['pd'] or not members['tikv']:
+        problems.append('pd_servers and tikv_servers must each hold at least one instance (got %d PD, %d TiKV)'
+                        % (len(members['pd']), len(members['tikv'])))
+    if settings['tici_enabled']:
+        if not (members['ticdc'] and members['tici_meta'] and members['tici_worker']):
+            problems.append('tici_enabled is true, so cdc_servers (TiCI needs TiCDC, as in TiUP), tici_meta_servers and '
+                            'tici_worker_servers must each hold at least one instance (got %d, %d, %d); set '
+                            'tici_enabled: false for a plain TiDB cluster'
+                            % (len(members['ticdc']), len(members['tici_meta']), len(members['tici_worker'])))
+        if len(members['minio']) > 1:
+            problems.append('minio_servers holds %d instances; this collection runs MinIO as one single-drive server '
+                            '(for more, point tici_s3.endpoint at an S3 service you run yourself)' % len(members['minio']))
+    return problems
+
+
+def _image_problems(settings, deployed_kinds):
+    images = settings.get('images')
+    needed = []
+    for name in deployed_kinds:
+        key = topo.kind(name).image
+        if key not in needed:
+            needed.append(key)
+    if not isinstance(images, dict):
+        return ['tidb_images must map each component to an image reference string; missing or not a string: '
+                + ', '.join(needed)]
+    bad = [key for key in needed if not isinstance(images.get(key), str) or not images.get(key)]
+    if bad:
+        return ['tidb_images must map each component to an image reference string; missing or not a string: ' + ', '.join(bad)]
+    return []
+
+
+def _address_problems(settings, address, instances):
+    problems = []
+    deployed = [record for record in instances.values() if record['deployed']]
+    unroutable = [record['name'] for record in deployed if record['advertise_host'] in UNSPECIFIED]
+    if unroutable:
+        problems.append('advertise_host must be an address other instances can dial, not 0.0.0.0 or :: (instances: %s)'
+                        % ', '.join(unroutable))
+    # Ports must not collide where they share a network: an engine host (host mode, or the ports
+    # bridge mode publishes there), or one instance's own ports (a pod).
+    owner, clashes = {}, []
+    for record in deployed:
+        scope = record['engine_host'] if record['engine_host'] is not None else record['name']
+        for name, port in record['ports'].items():
+            if not _is_port(port):
+                continue
+            key = '%s:%s' % (scope, port)
+            here = '%s.%s' % (record['name'], record['port_vars'][name])
+            if key in owner:
+                clashes.append('%s is %s and %s' % (key, owner[key], here))
+            else:
+                owner[key] = here
+    if clashes:
+        problems.append('port collision on an engine host: ' + '; '.join(clashes))
+    if isinstance(address, BridgeNetwork):
+        engines = sorted(set(record['engine_host'] for record in deployed))
+        if len(engines) > 1:
+            problems.append('tidb_network_mode bridge joins every container to one user network, which lives on one engine '
+                            'host; the instances are on %s: use host networking across several engine hosts' % ', '.join(engines))
+    stores = {}
+    for record in deployed:
+        if topo.kind(record['kind']).store and record.get('addr'):
+            stores.setdefault(record['addr'], []).append(record['name'])
+    duplicated = ['%s (%s)' % (addr, ', '.join(names)) for addr, names in stores.items() if len(names) > 1]
+    if duplicated:
+        problems.append('advertise_host:port must differ between tikv_servers and tiflash_servers instances (PD keys stores '
+                        'by address): ' + '; '.join(duplicated))
+    return problems
+
+
+def _explicit_advertise_problems(address, inventory, members):
+    if not isinstance(address, BridgeNetwork):
+        return []
+    hosts = [host for names in members.values() for host in names
+             if 'advertise_host' in ((inventory['hosts'].get(host) or {}).get('vars') or {})]
+    if hosts:
+        return ['advertise_host is set for %s, but with tidb_network_mode bridge every instance advertises its container '
+                'name on the cluster network; remove it' % ', '.join(hosts)]
+    return []
+
+
+def _uniform_port_problems(address, instances, members):
+    if not address.uniform_ports:
+        return []
+    problems = []
+    for kind, names in members.items():
+        first = instances[names[0]] if names else None
+        for name in names[1:]:
+            for port, value in instances[name]['ports'].items():
+                if value != first['ports'][port]:
+                    problems.append('%s must be the same on every host of %s with tidb_backend=kubernetes (pods share one '
+                                    'template): %s has %s, %s has %s' % (instances[name]['port_vars'][port],
+                                                                         topo.kind(kind).group, first['name'],
+                                                                         first['ports'][port], name, value))
+    return problems
+
+
+def _pd_problems(instances, members):
+    names = [instances[host]['pd_name'] for host in members['pd']]
+    problems = []
+    bad = [name for name in names if not isinstance(name, str) or not _PD_NAME.match(name)]
+    duplicated = sorted(set(name for name in names if names.count(name) > 1))
+    if bad or duplicated:
+        problems.append("pd_name (TiUP: name) must be a unique PD member name of letters, digits, '.', '_' or '-' (got %s)"
+                        % ', '.join(str(name) for name in bad + duplicated))
+    if len(names) % 2 == 0 and names:
+        return problems, ['pd_servers holds %d members; an even count tolerates no more failures than one fewer member. '
+                          'Prefer an odd count (1, 3, 5).' % len(names)]
+    return problems, []
+
+
+def _server_config_problems(settings, instances, members):
+    problems = []
+    server_configs = settings.get('server_configs')
+    if not isinstance(server_configs, dict):
+        return ['server_configs must be a mapping of component name to settings, got %s' % _type_name(server_configs)]
+    known = [kind.config_key for kind in topo.KINDS if kind.config_key] + list(topo.EXTRA_CONFIG_KEYS)
+    for key in known:
+        if server_configs.get(key) is not None and not isinstance(server_configs[key], dict):
+            problems.append('server_configs.%s must be a mapping of settings, got %s' % (key, _type_name(server_configs[key])))
+    tidb_stores = [(server_configs.get('tidb') or {}) if isinstance(server_configs.get('tidb'), dict) else {}]
+    tidb_stores += [instances[host]['config'] for host in members['tidb']]
+    if any(_config.merge_server_config(config).get('store', 'tikv') != 'tikv' for config in tidb_stores if isinstance(config, dict)):
+        problems.append("server_configs.tidb.store / config.store must stay 'tikv': TiDB would otherwise run on a private mock store")
+    return problems
+
+
+def _tici_setting_problems(settings, members):
+    problems = []
+    if not settings['tici_enabled']:
+        return problems
+    user = settings.get('tici_tidb_user')
+    if not isinstance(user, str) or not user:
+        problems.append('tici_tidb_user must be a non-empty string: the TiDB account TiCI meta uses')
+    if not isinstance(settings.get('tici_tidb_password'), str):
+        problems.append('tici_tidb_password must be a string')
+    if members['minio']:
+        root_user, root_password = settings.get('minio_root_user'), settings.get('minio_root_password')
+        if not (isinstance(root_user, str) and len(root_user) >= 3 and isinstance(root_password, str) and len(root_password) >= 8):
+            problems.append('minio_root_user (at least 3 characters) and minio_root_password (at least 8 characters) must be '
+                            'set when minio_servers is not empty; keep the password in a vault')
+    changefeed_id = settings.get('changefeed_id')
+    if not (isinstance(changefeed_id, str) and _CHANGEFEED_ID.match(changefeed_id) and len(changefeed_id) <= 128):
+        problems.append('tici_changefeed_id must be letters and digits in groups joined by single hyphens, at most 128 '
+                        'characters (TiCDC rejects underscores); got %s' % (changefeed_id,))
+    interval = settings.get('cdc_flush_interval')
+    if interval and not (isinstance(interval, str) and _config.GO_DURATION.match(interval)):
+        problems.append("tici_cdc_flush_interval must be a duration such as '5s' or '500ms', or empty for TiCDC's default")
+    return problems
+
+
+def _backend_problems(settings):
+    """Backend settings the model depends on (the backends check the rest of theirs)."""
+    backend = settings.get('backend_settings') or {}
+    problems = []
+    if settings.get('backend') == 'kubernetes':
+        namespace = backend.get('namespace')
+        if not isinstance(namespace, str) or len(namespace) > 63 or not _DNS1123_LABEL.match(namespace):
+            problems.append("tidb_k8s_namespace must be a DNS-1123 label (lower-case letters, digits and '-', starting and "
+                            "ending with a letter or digit, at most 63 characters)")
+        name = settings.get('cluster_name')
+        if not isinstance(name, str) or len(name) > 40 or not _DNS1123_LABEL.match(name):
+            problems.append('tidb_cluster_name must be a DNS-1123 label of at most 40 characters with tidb_backend=kubernetes '
+                            '(it prefixes every object name)')
+        problems += _kubernetes_problems(settings, backend)
+    elif settings.get('backend') in topo.BACKENDS:
+        ulimits = backend.get('ulimits')
+        if not isinstance(ulimits, dict) or not all(_is_port_like(value) for value in ulimits.values()):
+            problems.append('tidb_container_ulimits must map limit names to positive integers, e.g. {nofile: 1000000}')
+    return problems
+
+
+def _is_quantity(value):
+    """A Kubernetes resource.Quantity (k8s.io/apimachinery pkg/api/resource/quantity.go): 100Gi, 500m, 1.5, 1e3."""
+    match = _QUANTITY.match(str(value)) if isinstance(value, (str, int, float)) and not isinstance(value, bool) else None
+    return bool(match) and _QUANTITY_SUFFIX.match(match.group(3)) is not None
+
+
+def _kubernetes_problems(settings, backend):
+    problems = []
+    if backend.get('image_pull_policy') not in ('Always', 'IfNotPresent', 'Never'):
+        problems.append('tidb_k8s_image_pull_policy must be one of Always, IfNotPresent, Never')
+    storage = backend.get('storage') if isinstance(backend.get('storage'), dict) else {}
+    resources = backend.get('resources') if isinstance(backend.get('resources'), dict) else {}
+    if not isinstance(backend.get('storage'), dict):
+        problems.append('tidb_k8s_storage must be a mapping of component to a PVC size')
+    if storage.get('class_name') is not None and not isinstance(storage.get('class_name'), str):
+        problems.append('tidb_k8s_storage.class_name must be a string or null')
+    groups = (settings.get('_groups') or {})
+    tici = settings['tici_enabled']
+    for kind in topo.KINDS:
+        if not groups.get(kind.group) or (kind.tici and not tici):
+            continue
+        if kind.stateful and not _is_quantity(storage.get(kind.name)):
+            problems.append('tidb_k8s_storage.%s must be a Kubernetes quantity such as 10Gi or 500M' % kind.name)
+        value = resources.get(kind.name) or {}
+        if not isinstance(value, dict):
+            problems.append('tidb_k8s_resources.%s must be a mapping with requests and limits' % kind.name)
+            continue
+        for part in ('requests', 'limits'):
+            amounts = value.get(part) or {}
+            if not isinstance(amounts, dict):
+                problems.append('tidb_k8s_resources.%s.%s must be a mapping' % (kind.name, part))
+                continue
+            problems += ['tidb_k8s_resources.%s.%s.%s must be a Kubernetes quantity such as 500m or 2Gi' % (kind.name, part, key)
+                         for key, amount in amounts.items() if not _is_quantity(amount)]
+    if tici and groups.get('minio_servers') and not (isinstance(backend.get('s3_client_image'), str) and backend['s3_client_image']):
+        problems.append('tidb_k8s_s3_client_image must be a non-empty image reference (the bucket Job runs it)')
+    return problems
+
+
+def _is_port_like(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# What components hand each other
+
+def _s3(settings, address, instances, members, problems):
+    """tici_s3 over its defaults; the endpoint defaults to the cluster's MinIO."""
+    user = settings.get('tici_s3')
+    if not isinstance(user, dict):
+        problems.append('tici_s3 must be a mapping with keys %s, got %s' % (', '.join(_config.S3_KEYS), _type_name(user)))
+        user = {}
+    minio = [instances[host] for host in members['minio']]
+    defaults = dict(DEFAULT_S3, access_key=settings.get('minio_root_user'), secret_key=settings.get('minio_root_password'))
+    controller_endpoint = None
+    if minio and 'addr' in minio[0]:
+        defaults['endpoint'] = 'http://' + address.peers('minio', minio, 'port')[0]
+        if address.controller_reaches_s3:
+            controller_endpoint = _url(minio[0]['access_host'], minio[0]['ports']['port'])
+    s3 = dict(defaults)
+    s3.update(dict((key, value) for key, value in user.items() if value is not None))
+    if 'endpoint' in user and user['endpoint']:
+        controller_endpoint = user['endpoint'] if address.controller_reaches_s3 else None
+    hints = {'endpoint': 'it defaults to the first of minio_servers, and there is none',
+             'access_key': 'it defaults to minio_root_user', 'secret_key': 'it defaults to minio_root_password'}
+    found = _config.s3_problems(s3, 'tici_s3', require=('endpoint', 'bucket', 'prefix', 'access_key', 'secret_key'), hints=hints)
+    if found:
+        problems.extend(found)
+        return None, None
+    s3 = _config.s3_settings(s3, 'tici_s3')
+    return s3, controller_endpoint
+
+
+def _gates(settings, address, instances, members, pd_endpoint):
+    """component_ready's arguments per kind, for the controller (access URLs, store addresses as advertised)."""
+    gates = {}
+    for kind in topo.KINDS:
+        records = [instances[host] for host in members[kind.name]]
+        if not records or not records[0]['deployed'] or not all('url' in r and 'addr' in r for r in records):
+            continue
+        gate = {'component': kind.name, 'endpoints': [record['url'] for record in records]}
+        if kind.store:
+            gate['store_addresses'] = [record['addr'] for record in records]
+        if kind.store or kind.name == 'tici_meta':
+            gate['pd_endpoint'] = pd_endpoint
+        gates[kind.name] = gate
+    return gates
+
+
+def _cluster_service(address, settings, kind, instances, members):
+    """URL of one instance of a kind for cluster-wide calls (the first one; its Service on Kubernetes)."""
+    records = [instances[host] for host in members[kind]]
+    if not records or 'url' not in records[0]:
+        return None
+    if isinstance(address, Kubernetes):
+        return _url(object_name(settings, kind), records[0]['ports'][topo.kind(kind).http_port])
+    return records[0]['url']
+
+
+def build(settings, inventory):
+    """The cluster model (see the module docstring) from the settings and the inventory.
+
+    ``settings``: backend, cluster_name, network_mode, images, server_configs, tici_enabled, tici_s3,
+    minio_root_user, minio_root_password, tici_tidb_user, tici_tidb_password, changefeed_id,
+    cdc_flush_interval, container_env, backend_settings (the backend role's own settings).
+    ``inventory``: groups {group: [host]}, hosts {host: {group_names, vars}}, play_hosts.
+    """
+    settings = dict(settings)
+    settings['tici_enabled'] = settings.get('tici_enabled', True) is not False
+    settings['_groups'] = inventory.get('groups') or {}
+    problems = _shape_problems(settings, inventory)
+    address = addressing(settings)
+    problems += _backend_problems(settings)
+    instances, members = _collect(settings, address, inventory, problems)
+    deployed_kinds = [name for name in topo.NAMES if members[name] and (settings['tici_enabled'] or not topo.kind(name).tici)]
+    problems += _group_problems(settings, members)
+    problems += _image_problems(settings, deployed_kinds)
+    problems += _address_problems(settings, address, instances)
+    problems += _explicit_advertise_problems(address, inventory, members)
+    problems += _uniform_port_problems(address, instances, members)
+    pd_problems, warnings = _pd_problems(instances, members)
+    problems += pd_problems
+    problems += _server_config_problems(settings, instances, members)
+    problems += _tici_setting_problems(settings, members)
+
+    model = {
+        'backend': settings.get('backend'),
+        'backend_role': topo.BACKENDS.get(settings.get('backend')),
+        'cluster_name': settings.get('cluster_name'),
+        'network_mode': settings.get('network_mode'),
+        'tici_enabled': settings['tici_enabled'],
+        'kinds': dict((kind.name, _kind_info(kind)) for kind in topo.KINDS),
+        'deployed_kinds': deployed_kinds,
+        'instances': instances,
+        'members': members,
+        'transport': address.transport,
+        # Render mode (tidb_k8s_render_dir) writes manifests and talks to no cluster: nothing to gate.
+        'live': not (settings.get('backend') == 'kubernetes' and (settings.get('backend_settings') or {}).get('render_dir')),
+        'problems': problems,
+        'warnings': warnings,
+    }
+    if problems:
+        return model
+    s3, s3_controller = _s3(settings, address, instances, members, problems) if settings['tici_enabled'] else (None, None)
+    pd = [instances[host] for host in members['pd']]
+    pd_addrs = address.peers('pd', pd, 'client_port')
+    pd_endpoint = _cluster_service(address, settings, 'pd', instances, members)
+    model.update({
+        'pd_addrs': pd_addrs,
+        'pd_urls': ['http://' + addr for addr in pd_addrs],
+        'pd_endpoint': pd_endpoint,
+        'initial_cluster': ','.join('%s=%s' % (record['pd_name'], _url(record['advertise_host'], record['ports']['peer_port']))
+                                    for record in pd),
+        'tidb_addrs': address.peers('tidb', [instances[h] for h in members['tidb']], 'port'),
+        'tidb_status_addrs': address.peers('tidb', [instances[h] for h in members['tidb']], 'status_port'),
+        's3': s3,
+        's3_controller_endpoint': s3_controller,
+        'gates': _gates(settings, address, instances, members, pd_endpoint),
+    })
+    if s3 is not None:
+        model['changefeed'] = {
+            'id': settings['changefeed_id'],
+            'server': _cluster_service(address, settings, 'ticdc', instances, members),
+            'sink_uri': _config.tici_sink_uri(s3, settings.get('cdc_flush_interval') or None),
+            'replica_config': CHANGEFEED_REPLICA_CONFIG,
+        }
+    model['processes'] = {}
+    for name, record in instances.items():
+        if not record['deployed'] or problems:
+            continue
+        try:
+            model['processes'][name] = _process.spec(model, settings, record)
+        except _process.ProcessError as error:
+            problems.append('%s: %s' % (name, error))
+        except _config.ConfigError as error:
+            problems.append('%s (%s): %s' % (name, record['kind'], error))
+    if isinstance(address, Kubernetes) and not problems:
+        model['pod_templates'] = _pod_templates(model, settings, address, problems)
+    return model
+
+
+def _pod_templates(model, settings, address, problems):
+    """Per kind, the command line pods of its StatefulSet share: the pod's own name is $(POD_NAME).
+
+    Built from a stand-in instance named $(POD_NAME), then checked against every pod's own process
+    spec, so a pod never runs other flags than the ones the model computed for it.
+    """
+    templates = {}
+    for kind, hosts in model['members'].items():
+        hosts = [host for host in hosts if host in model['processes']]
+        if not hosts:
+            continue
+        stand_in = dict(model['instances'][hosts[0]], **address.instance(kind, '$(POD_NAME)', {}, 0))
+        stand_in.update(pod='$(POD_NAME)', advertise_host='$(POD_NAME).%s.%s.svc' % (peer_service(settings, kind), address.namespace))
+        if kind == 'pd':
+            stand_in['pd_name'] = '$(POD_NAME)'
+        command = _process.spec(model, settings, stand_in)['command']
+        for host in hosts:
+            pod = model['instances'][host]['pod']
+            if [arg.replace('$(POD_NAME)', pod) for arg in command] != model['processes'][host]['command']:
+                problems.append('%s (pod %s): its flags differ from the other pods of %s beyond its own name, which one '
+                                'pod template cannot express' % (host, pod, topo.kind(kind).group))
+        templates[kind] = {'command': command}
+    return templates
+
+
+def _kind_info(kind):
+    return {'title': kind.title, 'group': kind.group, 'role': kind.role, 'rolls': kind.rolls, 'stateful': kind.stateful,
+            'depends': list(kind.depends), 'store': kind.store, 'tici': kind.tici, 'http_port': kind.http_port,
+            'probe': list(kind.probe), 'ports': [dict(name=p.name, default=p.default, label=p.label) for p in kind.ports]}
