@@ -23,27 +23,21 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 CALLBACKS = REPO / "benchmarks" / "callback_plugins"
 
-# Inventory group -> (component kind, {port variable: default}), as in the component roles' defaults.
-GROUPS = {
-    "pd_servers": ("pd", {"client_port": 2379, "peer_port": 2380}),
-    "tikv_servers": ("tikv", {"port": 20160, "status_port": 20180}),
-    "tidb_servers": ("tidb", {"port": 4000, "status_port": 10080}),
-    "minio_servers": ("minio", {"port": 9000, "console_port": 9001}),
-    "cdc_servers": ("ticdc", {"port": 8300}),
-    "tici_meta_servers": ("tici_meta", {"port": 8500, "status_port": 8501}),
-    "tici_worker_servers": ("tici_worker", {"port": 8510, "status_port": 8511}),
-    "tiflash_servers": ("tiflash", {"flash_service_port": 3930, "flash_proxy_port": 20170, "flash_proxy_status_port": 20292,
-                                    "metrics_port": 8234, "tici_reader_port": 8520}),
-}
-KINDS = [kind for kind, _ports in GROUPS.values()]
-# Every default port of the shipped inventories, to keep shifted copies clear of them.
-_SHIPPED_PORTS = sorted({port for _kind, ports in GROUPS.values() for port in ports.values()}
-                        | {2382, 2383, 2384, 2385, 20161, 20162, 20181, 20182})
-
 
 def collections_path():
     """Where tidbops.cluster is resolved: this checkout, unless TIDBOPS_COLLECTIONS_PATH names another tree."""
     return Path(os.environ.get("TIDBOPS_COLLECTIONS_PATH", REPO / ".collections"))
+
+
+# The collection's topology registry: inventory group -> (component kind, {port variable: default}).
+sys.path.insert(0, str(collections_path()))
+from ansible_collections.tidbops.cluster.plugins.module_utils import _topology  # noqa: E402  pylint: disable=wrong-import-position
+
+GROUPS = {kind.group: (kind.name, {port.name: port.default for port in kind.ports}) for kind in _topology.KINDS}
+KINDS = [kind for kind, _ports in GROUPS.values()]
+# Every default port of the shipped inventories, to keep shifted copies clear of them.
+_SHIPPED_PORTS = sorted({port for _kind, ports in GROUPS.values() for port in ports.values()}
+                        | {2382, 2383, 2384, 2385, 20161, 20162, 20181, 20182})
 
 
 def collection_root():
@@ -105,14 +99,20 @@ def _groups(hosts_yml):
     return hosts_yml["all"]["children"]
 
 
+def _port_vars(group, host_vars):
+    """(variable the instance sets or would set, its port) for each port of a host: the Ansible-safe
+    alias (tikv_port...) when the inventory uses it, else TiUP's name."""
+    for port in _topology.BY_GROUP[group].ports:
+        var = port.alias if port.alias and port.alias in host_vars else port.name
+        yield var, int(host_vars.get(var, port.default))
+
+
 def inventory_ports(hosts_yml, offset=0):
     """Every port an inventory's instances use, shifted by offset."""
     ports = []
     for group, body in _groups(hosts_yml).items():
-        defaults = GROUPS[group][1]
         for host_vars in (body.get("hosts") or {}).values():
-            for var, default in defaults.items():
-                ports.append(int((host_vars or {}).get(var, default)) + offset)
+            ports += [port + offset for _var, port in _port_vars(group, host_vars or {})]
     return ports
 
 
@@ -120,11 +120,9 @@ def shift_inventory(hosts_yml, offset):
     """A copy of hosts.yml with every port variable written out explicitly, shifted by offset."""
     out = json.loads(json.dumps(hosts_yml))
     for group, body in _groups(out).items():
-        defaults = GROUPS[group][1]
         for host, host_vars in (body.get("hosts") or {}).items():
             host_vars = dict(host_vars or {})
-            for var, default in defaults.items():
-                host_vars[var] = int(host_vars.get(var, default)) + offset
+            host_vars.update((var, port + offset) for var, port in _port_vars(group, host_vars))
             body["hosts"][host] = host_vars
     return out
 

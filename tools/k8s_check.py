@@ -19,10 +19,14 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import yaml
 
+# The collection's registry says which kinds keep data (this checkout, linked as tidbops.cluster).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".collections"))
+from ansible_collections.tidbops.cluster.plugins.module_utils import _topology  # noqa: E402  pylint: disable=wrong-import-position
+
 LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component",
           "app.kubernetes.io/managed-by")
-# Components that keep data and so need a PersistentVolumeClaim template.
-STATEFUL_COMPONENTS = ("pd", "tikv", "tiflash", "ticdc", "tici-worker", "minio")
+# Components that keep data and so need a PersistentVolumeClaim template (their component label).
+STATEFUL_COMPONENTS = tuple(kind.name.replace("_", "-") for kind in _topology.KINDS if kind.stateful)
 SECRET_KEY_HINTS = ("secret", "password", "access-key", "access_key")
 
 

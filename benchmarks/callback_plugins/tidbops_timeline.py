@@ -51,8 +51,9 @@ class CallbackModule(CallbackBase):
     @staticmethod
     def _task_fields(task):
         fields = {"task": task.get_name(), "action": task.action}
-        # The gated component names which gate this is; it is never secret.
-        if task.action.endswith("component_ready"):
+        # The gated component names which gate this is; it is never secret. A templated one (a gate
+        # that serves several kinds) is known from its result only.
+        if task.action.endswith("component_ready") and "{{" not in str(task.args.get("component", "")):
             fields["component"] = str(task.args.get("component", ""))
         return fields
 
@@ -71,6 +72,8 @@ class CallbackModule(CallbackBase):
         if status == "failed":
             # Already censored by Ansible for no_log tasks.
             fields["msg"] = str(payload.get("msg", ""))
+        if fields["action"].endswith("component_ready") and isinstance(payload.get("component"), str):
+            fields["component"] = payload["component"]
         if isinstance(payload.get("request_count"), int):  # ticdc_changefeed's cost, a plain number
             fields["request_count"] = payload["request_count"]
         self._emit("task_end", status=status, changed=bool(payload.get("changed", False)),

@@ -12,10 +12,12 @@ from __future__ import annotations
 import re
 
 from ansible_collections.tidbops.cluster.plugins.module_utils import _readiness as rd
+from ansible_collections.tidbops.cluster.plugins.module_utils import _topology as topo
 from ansible_collections.tidbops.cluster.plugins.module_utils._http import join_url, validate_url
 
-COMPONENTS = ('pd', 'tikv', 'tidb', 'tiflash', 'ticdc', 'tici_meta', 'tici_worker', 'minio')
-STORE_COMPONENTS = ('tikv', 'tiflash')
+# Every kind of the registry has a gate here (make_probe); stores are gated by their address in PD.
+COMPONENTS = topo.NAMES
+STORE_COMPONENTS = topo.STORE_KINDS
 
 _HOST_PORT = re.compile(r'^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})$')
 

@@ -559,9 +559,9 @@ def build(settings, inventory):
         'problems': problems,
         'warnings': warnings,
     }
+    s3, s3_controller = _s3(settings, address, instances, members, problems) if settings['tici_enabled'] else (None, None)
     if problems:
         return model
-    s3, s3_controller = _s3(settings, address, instances, members, problems) if settings['tici_enabled'] else (None, None)
     pd = [instances[host] for host in members['pd']]
     pd_addrs = address.peers('pd', pd, 'client_port')
     pd_endpoint = _cluster_service(address, settings, 'pd', instances, members)

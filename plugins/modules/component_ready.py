@@ -124,6 +124,11 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+component:
+  description: The component that was gated.
+  returned: always
+  type: str
+  sample: tikv
 ready:
   description: Whether every instance was ready (in check mode, after the single probe).
   returned: always
@@ -191,7 +196,7 @@ def main():
     client = HttpClient(make_transport(module))
     result = wait_for(make_probe(client, module.params, deadline), deadline, check_mode=module.check_mode)
 
-    output = dict(changed=False, ready=result.ready, elapsed=round(result.elapsed, 3),
+    output = dict(changed=False, component=module.params['component'], ready=result.ready, elapsed=round(result.elapsed, 3),
                   instances=[check.as_dict() for check in result.checks])
     if not result.ready and not module.check_mode:
         component = module.params['component']

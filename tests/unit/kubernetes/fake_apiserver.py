@@ -1,10 +1,12 @@
-"""A tiny stand-in for the Kubernetes API server, enough for roles/_kubernetes tasks_from pd.yml.
+"""A tiny stand-in for the Kubernetes API server, enough for site.yml and destroy.yml on the
+Kubernetes backend without TiCI.
 
 It serves discovery for the kinds the backend applies, stores server-side-applied objects (and
-reports StatefulSets as rolled out once they exist), and answers, through the pod and Service proxy
-paths, what the gates ask of a healthy cluster named ``tidb`` in namespace ``tidb`` (PD, TiKV, TiDB,
-TiCDC, TiFlash). Every request is recorded so tests can assert order and count. It is a test
-double for orchestration, not a validation of Kubernetes semantics.
+reports StatefulSets as rolled out once they exist, with the PersistentVolumeClaims a StatefulSet
+controller would create), deletes objects, and answers, through the pod and Service proxy paths,
+what the gates ask of a healthy cluster named ``tidb`` in namespace ``tidb`` (PD, TiKV, TiDB,
+TiCDC, TiFlash, placement rules). Every request is recorded so tests can assert order and count.
+It is a test double for orchestration, not a validation of Kubernetes semantics.
 """
 
 import json
@@ -17,6 +19,7 @@ from werkzeug.wrappers import Request, Response
 
 CORE = [("namespaces", "Namespace", False), ("configmaps", "ConfigMap", True), ("secrets", "Secret", True),
         ("services", "Service", True), ("pods", "Pod", True), ("pods/proxy", "PodProxyOptions", True),
+        ("persistentvolumeclaims", "PersistentVolumeClaim", True),
         ("services/proxy", "ServiceProxyOptions", True)]
 GROUPS = {"apps/v1": [("statefulsets", "StatefulSet", True)], "batch/v1": [("jobs", "Job", True)]}
 OBJECT_PATH = re.compile(r"^/(?:api/v1|apis/(?P<group>[a-z.]+/v1))(?:/namespaces/(?P<ns>[^/]+))?/(?P<plural>[a-z]+)/(?P<name>[^/]+)$")
@@ -40,6 +43,7 @@ class FakeApiServer:
         self.objects = {}
         self.requests = []
         self.patches = []
+        self.deletions = []
         self.pd_members = pd_members
         self.rolled_out = rolled_out
         self.tikv_stores = tikv_stores
@@ -113,8 +117,27 @@ class FakeApiServer:
                 body["status"] = {"observedGeneration": 1, "replicas": replicas, "readyReplicas": replicas,
                                   "updatedReplicas": replicas, "currentRevision": "r1", "updateRevision": "r1"}
             self.objects[path] = body
+            self._claims(path, body)
             return self._json(body)
+        if request.method == "DELETE":
+            self.deletions.append(path)
+            if path not in self.objects:
+                return self._json({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound",
+                                   "message": "not found", "code": 404}, 404)
+            return self._json(self.objects.pop(path))
         return self._json({"kind": "Status", "code": 405}, 405)
+
+    def _claims(self, path, body):
+        """The PVCs a StatefulSet controller creates from volumeClaimTemplates: <template>-<sts>-<ordinal>."""
+        if body.get("kind") != "StatefulSet":
+            return
+        namespace = body["metadata"].get("namespace", "default")
+        for template in body["spec"].get("volumeClaimTemplates") or []:
+            for ordinal in range(body["spec"]["replicas"]):
+                name = "%s-%s-%d" % (template["metadata"]["name"], body["metadata"]["name"], ordinal)
+                self.objects["/api/v1/namespaces/%s/persistentvolumeclaims/%s" % (namespace, name)] = {
+                    "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                    "metadata": {"name": name, "namespace": namespace}, "spec": template["spec"]}
 
     def _proxy(self, name, path):
         if name.startswith("tidb-pd"):
@@ -160,6 +183,9 @@ class FakeApiServer:
                                "etcd_leader": members[0]})
         if path == "/pd/api/v1/stores":
             return self._json(self._stores())
+        if path == "/pd/api/v1/config/replicate":
+            return self._json({"max-replicas": 3, "location-labels": "", "strictly-match-label": "false",
+                               "enable-placement-rules": "true", "enable-placement-rules-cache": "false", "isolation-level": ""})
         if path == "/pd/api/v2/readyz":
             return Response("ok\n", status=200)
         return self._json({"error": "unknown path %s" % path}, 404)

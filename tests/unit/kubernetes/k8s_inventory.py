@@ -1,14 +1,17 @@
-"""An inventory like inventories/k8s as plain dicts, for the Kubernetes backend tests."""
+"""An inventory like inventories/k8s as plain dicts, and the cluster model built from it, for the
+Kubernetes backend tests."""
 
 import copy
 import importlib
 
-COMPONENTS = ("pd", "tikv", "tidb", "minio", "ticdc", "tici_meta", "tici_worker", "tiflash")
+
+def _import(name):
+    # Imported lazily: a conftest loads before Ansible's collection finder is set up.
+    return importlib.import_module("ansible_collections.tidbops.cluster.plugins." + name)
 
 
 def load_filters():
-    # Imported lazily: a conftest loads before Ansible's collection finder is set up.
-    return importlib.import_module("ansible_collections.tidbops.cluster.plugins.filter.k8s_manifests")
+    return _import("filter.k8s_manifests")
 
 
 SECRETS = {
@@ -25,27 +28,43 @@ GROUP_SIZES = {
 
 
 def make_inventory(sizes=None, host_vars=None):
+    """The inventory argument of _model.build: groups, hosts with their group and variables, play hosts."""
     sizes = dict(GROUP_SIZES, **(sizes or {}))
-    groups, hostvars = {}, {}
+    groups, hosts = {}, {}
     for group, count in sizes.items():
         groups[group] = []
         for index in range(count):
             host = "%s-%d" % (group.replace("_servers", ""), index)
             groups[group].append(host)
-            hostvars[host] = dict((host_vars or {}).get(host, {}))
-    return groups, hostvars
+            hosts[host] = {"group_names": [group], "vars": dict((host_vars or {}).get(host, {}))}
+    return {"groups": groups, "hosts": hosts, "play_hosts": list(hosts)}
 
 
-def make_settings(**overrides):
-    settings = {
-        "cluster_name": "tidb",
+def make_backend(**overrides):
+    backend = {
         "namespace": "tidb-test",
+        "create_namespace": True,
+        "render_dir": "",
         "image_pull_policy": "IfNotPresent",
-        "images": {key: "example.invalid/%s:v1" % key for key in ("pd", "tikv", "tidb", "tiflash", "ticdc", "tici", "minio")},
+        "kubeconfig": "",
+        "context": "",
         "storage": {"class_name": None, "pd": "10Gi", "tikv": "100Gi", "tiflash": "100Gi", "ticdc": "10Gi",
                     "tici_worker": "20Gi", "minio": "50Gi"},
         "resources": {component: {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
-                      for component in COMPONENTS},
+                      for component in _import("module_utils._topology").NAMES},
+        "s3_client_image": "example.invalid/mc:v1",
+        "tiflash_probe": {},
+    }
+    backend.update(copy.deepcopy(overrides))
+    return backend
+
+
+def make_settings(backend=None, **overrides):
+    settings = {
+        "backend": "kubernetes",
+        "cluster_name": "tidb",
+        "network_mode": "host",
+        "images": {key: "example.invalid/%s:v1" % key for key in ("pd", "tikv", "tidb", "tiflash", "ticdc", "tici", "minio")},
         "server_configs": {"tikv": {"storage.reserve-space": "0MB"}, "tiflash": {"logger.level": "debug"}},
         "tici_enabled": True,
         "tici_s3": {"bucket": "ticidefaultbucket", "prefix": "tici_default_prefix", "region": "us-east-1",
@@ -54,8 +73,16 @@ def make_settings(**overrides):
         "minio_root_password": SECRETS["minio_root_password"],
         "tici_tidb_user": "root",
         "tici_tidb_password": SECRETS["tici_tidb_password"],
-        "s3_client_image": "example.invalid/mc:v1",
-        "tiflash_probe": None,
+        "changefeed_id": "tici-replication-task",
+        "cdc_flush_interval": "",
+        "container_env": {},
+        "backend_settings": backend or make_backend(),
     }
     settings.update(copy.deepcopy(overrides))
     return settings
+
+
+def make_cluster(sizes=None, host_vars=None, backend=None, **settings):
+    """(cluster model, backend settings) for an inventory like inventories/k8s."""
+    backend = backend or make_backend()
+    return _import("module_utils._model").build(make_settings(backend, **settings), make_inventory(sizes, host_vars)), backend

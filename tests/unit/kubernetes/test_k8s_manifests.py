@@ -1,4 +1,4 @@
-"""The manifests of the Kubernetes backend: schemas, structure, flags, secrets, order, preflight."""
+"""The manifests of the Kubernetes backend: schemas, structure, flags, secrets, order, preflight, destroy."""
 
 import copy
 import importlib.util
@@ -7,10 +7,10 @@ import tomllib
 
 import kubernetes_validate
 import pytest
-from ansible.errors import AnsibleFilterError
-from k8s_inventory import SECRETS, make_inventory, make_settings
+from k8s_inventory import SECRETS, make_backend, make_cluster
 
 from ansible_collections.tidbops.cluster.plugins.filter import k8s_manifests as km
+from ansible_collections.tidbops.cluster.plugins.module_utils import _model
 
 TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 _spec = importlib.util.spec_from_file_location("k8s_check", os.path.join(TOP, "tools", "k8s_check.py"))
@@ -30,7 +30,7 @@ def _container(objects, name):
 
 @pytest.mark.parametrize("version", ["1.30.0", "1.34.0"])
 def test_every_manifest_passes_strict_schema_validation(all_manifests, version):
-    assert len(all_manifests) == 35
+    assert len(all_manifests) == 36
     for obj in all_manifests:
         kubernetes_validate.validate(obj, version, strict=True)
 
@@ -49,7 +49,8 @@ def test_structural_checks_pass(all_manifests):
      "Service/tidb-ticdc selects no pod template"),
     (lambda objs: _find(objs, "Service", "tidb-pd")["metadata"]["labels"].pop("app.kubernetes.io/instance"),
      "Service/tidb-pd lacks labels app.kubernetes.io/instance"),
-    (lambda objs: objs.remove(_find(objs, "Secret", "tidb-tici-s3")), "refers to missing Secret key tidb-tici-s3"),
+    (lambda objs: objs.remove(_find(objs, "Secret", "tidb-minio-credentials")), "refers to missing Secret key tidb-minio-credentials"),
+    (lambda objs: objs.remove(_find(objs, "Secret", "tidb-tici-meta-secret")), "refers to missing Secret tidb-tici-meta-secret"),
 ])
 def test_structural_checks_catch_breakage(all_manifests, breakage, expected):
     broken = copy.deepcopy(all_manifests)
@@ -60,22 +61,22 @@ def test_structural_checks_catch_breakage(all_manifests, breakage, expected):
 
 def test_apply_order_within_and_across_steps(cluster):
     order = []
-    # The steps in the order roles/_kubernetes applies them (tici.yml: meta, gate, then worker).
-    for step in ("pd", "tikv", "tidb", "minio", "ticdc", "tici_meta", "tici_worker", "tiflash"):
-        kinds = [o["kind"] for o in km.k8s_manifests(cluster, step)]
+    # The kinds in start order, as roles/_kubernetes applies them.
+    for kind in ("pd", "tikv", "minio", "tidb", "ticdc", "tici_meta", "tici_worker", "tiflash"):
+        kinds = [o["kind"] for o in km.k8s_manifests(*cluster, kind)]
         # Config and credentials before the Services, the workload last (the Job after its StatefulSet).
-        assert kinds.index("StatefulSet") > max(i for i, k in enumerate(kinds) if k in ("ConfigMap", "Secret"))
+        head = kinds[:kinds.index("Service")]
+        assert head and set(head) <= {"ConfigMap", "Secret"}
         assert kinds.index("StatefulSet") > kinds.index("Service")
-        order += [o["metadata"]["name"] for o in km.k8s_manifests(cluster, step) if o["kind"] == "StatefulSet"]
-    assert order == ["tidb-pd", "tidb-tikv", "tidb-tidb", "tidb-minio", "tidb-ticdc", "tidb-tici-meta",
+        order += [o["metadata"]["name"] for o in km.k8s_manifests(*cluster, kind) if o["kind"] == "StatefulSet"]
+    assert order == ["tidb-pd", "tidb-tikv", "tidb-minio", "tidb-tidb", "tidb-ticdc", "tidb-tici-meta",
                      "tidb-tici-worker", "tidb-tiflash"]
-    assert [o["kind"] for o in km.k8s_manifests(cluster, "minio")][-1] == "Job"
-    assert km.k8s_manifests(cluster, "tici") == km.k8s_manifests(cluster, "tici_meta") + km.k8s_manifests(cluster, "tici_worker")
+    assert [o["kind"] for o in km.k8s_manifests(*cluster, "minio")][-1] == "Job"
 
 
 def test_manifests_are_deterministic(cluster):
-    first = [km.k8s_manifests(cluster, step) for step in km.BUILDERS]
-    second = [km.k8s_manifests(cluster, step) for step in km.BUILDERS]
+    first = [km.k8s_manifests(*cluster, kind) for kind in _model.topo.NAMES]
+    second = [km.k8s_manifests(*make_cluster(), kind) for kind in _model.topo.NAMES]
     assert first == second
 
 
@@ -107,15 +108,21 @@ def test_component_flags(all_manifests):
     assert "--advertise-addr=$(POD_NAME).tidb-tikv-peer.tidb-test.svc:20160" in tikv
     cdc = _container(all_manifests, "tidb-ticdc")
     assert cdc["command"] == ["/cdc"] and cdc["args"][0] == "server"
-    assert "--newarch=true" in cdc["args"] and "--pd=http://tidb-pd:2379" in cdc["args"]
+    assert "--newarch" in cdc["args"] and "--pd=http://tidb-pd:2379" in cdc["args"]
     meta = _container(all_manifests, "tidb-tici-meta")
     assert meta["command"] == ["/tici-server"] and meta["args"][0] == "meta"
     assert "--advertise-host=$(POD_NAME).tidb-tici-meta-peer.tidb-test.svc" in meta["args"]
     assert meta["readinessProbe"]["tcpSocket"]["port"] == 8501
     worker = _container(all_manifests, "tidb-tici-worker")
-    assert worker["args"][0] == "worker" and "--data-dir=/var/lib/tidbops/tici" in worker["args"]
+    assert worker["args"][0] == "worker" and "--data-dir=/data" in worker["args"]
     for container in (tidb, tikv, cdc["args"]):
         assert not any(secret in " ".join(container) for secret in SECRETS.values())
+
+
+def test_without_tici_ticdc_runs_the_classic_architecture():
+    model, backend = make_cluster(tici_enabled=False, tici_s3={})
+    assert model["problems"] == []
+    assert not any(arg.startswith("--newarch") for arg in _container(km.k8s_manifests(model, backend, "ticdc"), "tidb-ticdc")["args"])
 
 
 @pytest.mark.parametrize("name, path, port", [
@@ -131,39 +138,57 @@ def _secret_toml(objects, secret, key):
     return tomllib.loads(_find(objects, "Secret", secret)["stringData"][key])
 
 
+def _mounts(container):
+    return {mount["mountPath"]: mount for mount in container["volumeMounts"]}
+
+
 def test_tiflash_config_per_pod_with_tici(all_manifests):
     container = _container(all_manifests, "tidb-tiflash")
     assert 8520 in [p["containerPort"] for p in container["ports"]]
-    assert container["args"] == ["server", "--config-file", "/etc/tidbops/$(POD_NAME).toml"]
+    # The same command line and file paths as on a container; each pod's own files through subPathExpr.
+    assert container["args"] == ["server", "--config-file", "/etc/tiflash/tiflash.toml"]
+    mounts = _mounts(container)
+    assert mounts["/etc/tiflash/tiflash.toml"]["subPathExpr"] == "$(POD_NAME).tiflash.toml"
+    assert mounts["/etc/tiflash/tiflash.toml"]["name"] == "secret"  # [tici.s3] holds the keys
+    assert mounts["/etc/tiflash/proxy.toml"]["name"] == "config"
+    assert mounts["/data"]["name"] == "data"
     for index in range(2):
         pod = "tidb-tiflash-%d" % index
         fqdn = "%s.tidb-tiflash-peer.tidb-test.svc" % pod
-        config = _secret_toml(all_manifests, "tidb-tiflash-config", pod + ".toml")
+        config = _secret_toml(all_manifests, "tidb-tiflash-secret", pod + ".tiflash.toml")
         assert config["flash"]["service_addr"] == fqdn + ":3930"
         assert config["tici"]["reader-node"] == {"addr": "0.0.0.0:8520", "advertise-addr": fqdn + ":8520"}
         assert config["tici"]["s3"]["secret-key"] == SECRETS["secret_key"]
         assert config["tici"]["s3"]["endpoint"] == "http://tidb-minio:9000"
-        assert config["flash"]["proxy"]["config"] == "/etc/tidbops/%s-learner.toml" % pod
+        assert config["flash"]["proxy"]["config"] == "/etc/tiflash/proxy.toml"
         assert config["logger"]["level"] == "debug"  # server_configs.tiflash applies
-        learner = _secret_toml(all_manifests, "tidb-tiflash-config", pod + "-learner.toml")
+        learner = tomllib.loads(_find(all_manifests, "ConfigMap", "tidb-tiflash-config")["data"][pod + ".proxy.toml"])
         assert learner["server"]["engine-addr"] == fqdn + ":3930"
 
 
 def test_tici_configs_live_in_secrets(all_manifests):
-    meta = _secret_toml(all_manifests, "tidb-tici-meta-config", "tidb-tici-meta-0.toml")
+    meta = _secret_toml(all_manifests, "tidb-tici-meta-secret", "tidb-tici-meta-0.tici.toml")
     assert meta["s3"]["bucket"] == "ticidefaultbucket" and meta["server"]["pd-addr"] == "tidb-pd:2379"
     assert meta["tidb-server"]["dsns"] == ["mysql://root:tidb-P%40ss%3Aword@tidb-tidb:4000"]
-    worker = _secret_toml(all_manifests, "tidb-tici-worker-config", "tidb-tici-worker-1.toml")
+    worker = _secret_toml(all_manifests, "tidb-tici-worker-secret", "tidb-tici-worker-1.tici.toml")
     assert "tidb-server" not in worker and worker["s3"]["access-key"] == SECRETS["access_key"]
+    assert "ConfigMap" not in [o["kind"] for o in all_manifests if o["metadata"]["name"].startswith("tidb-tici")]
 
 
 def test_per_instance_config_reaches_its_pod():
-    groups, hostvars = make_inventory(host_vars={"tikv-1": {"config": {"raftstore.capacity": "10GB"}}})
-    cluster = km.k8s_cluster(make_settings(), groups, hostvars)
-    config_map = km.k8s_manifests(cluster, "tikv")[0]["data"]
-    assert "raftstore" not in tomllib.loads(config_map["tidb-tikv-0.toml"])
-    assert tomllib.loads(config_map["tidb-tikv-1.toml"])["raftstore"]["capacity"] == "10GB"
-    assert tomllib.loads(config_map["tidb-tikv-1.toml"])["storage"]["reserve-space"] == "0MB"
+    model, backend = make_cluster(host_vars={"tikv-1": {"config": {"raftstore.capacity": "10GB"}}})
+    config_map = km.k8s_manifests(model, backend, "tikv")[0]["data"]
+    assert "raftstore" not in tomllib.loads(config_map["tidb-tikv-0.tikv.toml"])
+    assert tomllib.loads(config_map["tidb-tikv-1.tikv.toml"])["raftstore"]["capacity"] == "10GB"
+    assert tomllib.loads(config_map["tidb-tikv-1.tikv.toml"])["storage"]["reserve-space"] == "0MB"
+
+
+def test_minio_reads_its_root_credentials_from_files(all_manifests):
+    container = _container(all_manifests, "tidb-minio")
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    assert env["MINIO_ROOT_PASSWORD_FILE"] == "/etc/minio/secrets/root_password"
+    assert _mounts(container)["/etc/minio/secrets/root_password"]["subPathExpr"] == "$(POD_NAME).root_password"
+    assert container["args"] == ["server", "/data", "--address=0.0.0.0:9000", "--console-address=0.0.0.0:9001"]
 
 
 def test_minio_bucket_job_needs_no_shell(all_manifests):
@@ -176,55 +201,53 @@ def test_minio_bucket_job_needs_no_shell(all_manifests):
 
 
 def test_without_tici_there_is_no_minio_or_tici():
-    groups, hostvars = make_inventory()
-    cluster = km.k8s_cluster(make_settings(tici_enabled=False, tici_s3={}), groups, hostvars)
-    for step in ("minio", "tici"):
-        assert km.k8s_manifests(cluster, step) == []
-    assert [o["kind"] for o in km.k8s_manifests(cluster, "ticdc")] == ["ConfigMap", "Service", "Service", "StatefulSet"]
-    tiflash = km.k8s_manifests(cluster, "tiflash")
+    model, backend = make_cluster(tici_enabled=False, tici_s3={})
+    for kind in ("minio", "tici_meta", "tici_worker"):
+        assert km.k8s_manifests(model, backend, kind) == []
+    assert [o["kind"] for o in km.k8s_manifests(model, backend, "ticdc")] == ["ConfigMap", "Service", "Service", "StatefulSet"]
+    tiflash = km.k8s_manifests(model, backend, "tiflash")
     assert tiflash[0]["kind"] == "ConfigMap"
-    assert "tici" not in tomllib.loads(tiflash[0]["data"]["tidb-tiflash-0.toml"])
+    assert "tici" not in tomllib.loads(tiflash[0]["data"]["tidb-tiflash-0.tiflash.toml"])
 
 
-def test_endpoints_for_the_proxy(cluster):
-    pd = km.k8s_endpoints(cluster, "pd")
+def test_gates_go_through_the_proxy(cluster):
+    model, _backend = cluster
+    gates = model["gates"]
     # Two DNS labels address a pod through the API server proxy, one label a Service.
-    assert pd["endpoints"] == ["http://tidb-pd-%d.tidb-pd-peer:2379" % i for i in range(3)]
-    assert pd["pd_endpoint"] == "http://tidb-pd:2379"
-    tikv = km.k8s_endpoints(cluster, "tikv")
-    assert tikv["store_addresses"] == ["tidb-tikv-%d.tidb-tikv-peer.tidb-test.svc:20160" % i for i in range(3)]
-    tiflash = km.k8s_endpoints(cluster, "tiflash")
-    assert tiflash["store_addresses"] == ["tidb-tiflash-%d.tidb-tiflash-peer.tidb-test.svc:3930" % i for i in range(2)]
-    assert tiflash["endpoints"][0] == "http://tidb-tiflash-0.tidb-tiflash-peer:20292"
-    assert km.k8s_endpoints(cluster, "ticdc")["server"] == "http://tidb-ticdc:8300"
-    assert km.k8s_endpoints(cluster, "tici_meta")["endpoints"] == ["http://tidb-tici-meta-0.tidb-tici-meta-peer:8501"]
+    assert gates["pd"]["endpoints"] == ["http://tidb-pd-%d.tidb-pd-peer:2379" % i for i in range(3)]
+    assert gates["tikv"]["pd_endpoint"] == "http://tidb-pd:2379"
+    assert gates["tikv"]["store_addresses"] == ["tidb-tikv-%d.tidb-tikv-peer.tidb-test.svc:20160" % i for i in range(3)]
+    assert gates["tiflash"]["store_addresses"] == ["tidb-tiflash-%d.tidb-tiflash-peer.tidb-test.svc:3930" % i for i in range(2)]
+    assert gates["tiflash"]["endpoints"][0] == "http://tidb-tiflash-0.tidb-tiflash-peer:20292"
+    assert model["changefeed"]["server"] == "http://tidb-ticdc:8300"
+    assert gates["tici_meta"]["endpoints"] == ["http://tidb-tici-meta-0.tidb-tici-meta-peer:8501"]
+    assert model["transport"] == {"kube_proxy": {"namespace": "tidb-test"}}
 
 
-@pytest.mark.parametrize("settings, sizes, host_vars, variable", [
-    ({"namespace": "TiDB_NS"}, None, None, "tidb_k8s_namespace"),
-    ({"namespace": "-bad"}, None, None, "tidb_k8s_namespace"),
-    ({"storage": {"pd": "10 GB"}}, None, None, "tidb_k8s_storage.pd"),
+@pytest.mark.parametrize("backend, settings, sizes, host_vars, variable", [
+    ({"namespace": "TiDB_NS"}, {}, None, None, "tidb_k8s_namespace"),
+    ({"namespace": "-bad"}, {}, None, None, "tidb_k8s_namespace"),
+    ({"storage": {"pd": "10 GB"}}, {}, None, None, "tidb_k8s_storage.pd"),
     ({"storage": {"pd": "10Gi", "tikv": "lots", "tiflash": "1Gi", "ticdc": "1Gi", "tici_worker": "1Gi", "minio": "1Gi"}},
-     None, None, "tidb_k8s_storage.tikv"),
-    ({}, {"pd_servers": 0}, None, "pd_servers"),
-    ({}, {"tikv_servers": 0}, None, "tikv_servers"),
-    ({"tici_s3": {"bucket": "b", "prefix": "p"}}, None, None, "tici_s3.access_key"),
-    ({"tici_s3": {"bucket": "b", "prefix": "p", "access_key": "a", "secret_key": "s"}}, {"minio_servers": 0}, None,
+     {}, None, None, "tidb_k8s_storage.tikv"),
+    ({}, {}, {"pd_servers": 0}, None, "pd_servers"),
+    ({}, {}, {"tikv_servers": 0}, None, "tikv_servers"),
+    ({}, {"tici_s3": {"bucket": "bk1", "prefix": "p", "access_key": ""}}, None, None, "tici_s3.access_key"),
+    ({}, {"tici_s3": {"bucket": "bk1", "prefix": "p", "access_key": "a", "secret_key": "s"}}, {"minio_servers": 0}, None,
      "tici_s3.endpoint"),
-    ({}, {"cdc_servers": 0}, None, "cdc_servers"),
-    ({"image_pull_policy": "Sometimes"}, None, None, "tidb_k8s_image_pull_policy"),
-    ({"resources": {"pd": {"requests": {"cpu": "lots"}}}}, None, None, "tidb_k8s_resources.pd.requests.cpu"),
-    ({}, None, {"tidb-1": {"port": 4001}}, "port must be the same on every host of tidb_servers"),
+    ({}, {}, {"cdc_servers": 0}, None, "cdc_servers"),
+    ({"image_pull_policy": "Sometimes"}, {}, None, None, "tidb_k8s_image_pull_policy"),
+    ({"resources": {"pd": {"requests": {"cpu": "lots"}}}}, {}, None, None, "tidb_k8s_resources.pd.requests.cpu"),
+    ({}, {}, None, {"tidb-1": {"port": 4001}}, "port must be the same on every host of tidb_servers"),
     # The roles' prefixed spelling (TiUP's `port` is reserved in Ansible) is read too, and wins.
-    ({}, None, {"tidb-1": {"tidb_port": 4001}}, "port must be the same on every host of tidb_servers"),
-    ({}, None, {"tidb-1": {"port": 4000, "tidb_port": 4001}}, "port must be the same on every host of tidb_servers"),
+    ({}, {}, None, {"tidb-1": {"tidb_port": 4001}}, "tidb_port must be the same on every host of tidb_servers"),
+    ({}, {}, None, {"tidb-1": {"port": 4000, "tidb_port": 4001}}, "tidb_port must be the same on every host of tidb_servers"),
 ])
-def test_preflight_names_the_variable(settings, sizes, host_vars, variable):
-    groups, hostvars = make_inventory(sizes, host_vars)
-    with pytest.raises(AnsibleFilterError) as error:
-        km.k8s_cluster(make_settings(**settings), groups, hostvars)
-    assert variable in str(error.value)
-    assert not any(secret in str(error.value) for secret in SECRETS.values())
+def test_preflight_names_the_variable(backend, settings, sizes, host_vars, variable):
+    model, _backend = make_cluster(sizes, host_vars, make_backend(**backend), **settings)
+    text = "; ".join(model["problems"])
+    assert variable in text
+    assert not any(secret in text for secret in SECRETS.values())
 
 
 @pytest.mark.parametrize("quantity, valid", [
@@ -232,4 +255,22 @@ def test_preflight_names_the_variable(settings, sizes, host_vars, variable):
     ("10 Gi", False), ("10GB", False), ("Gi", False), ("", False), ("-", False), ("1..5", False),
 ])
 def test_quantity_syntax(quantity, valid):
-    assert km._is_quantity(quantity) is valid  # pylint: disable=protected-access
+    assert _model._is_quantity(quantity) is valid  # pylint: disable=protected-access
+
+
+def test_destroy_list_keeps_data_unless_asked(cluster):
+    keep = [km.k8s_object_line(obj) for obj in km.k8s_inventory(*cluster)]
+    created = [o for kind in _model.topo.NAMES for o in km.k8s_manifests(*cluster, kind)]
+    assert len(keep) == len(created) and len(set(keep)) == len(keep)
+    # The reverse of the apply order: TiFlash's StatefulSet first, PD's ConfigMap last.
+    assert keep[0] == "StatefulSet tidb-test/tidb-tiflash" and keep[-1] == "ConfigMap tidb-test/tidb-pd-config"
+    assert not any(line.startswith(("PersistentVolumeClaim", "Namespace")) for line in keep)
+    everything = [km.k8s_object_line(obj) for obj in km.k8s_inventory(*cluster, destroy_data=True)]
+    claims = [line for line in everything if line.startswith("PersistentVolumeClaim")]
+    # One claim per pod of a stateful kind (not TiDB, not TiCI meta), after every workload.
+    assert len(claims) == 3 + 3 + 1 + 2 + 2 + 2 and "PersistentVolumeClaim tidb-test/data-tidb-pd-2" in claims
+    assert everything.index(claims[0]) > max(i for i, line in enumerate(everything) if line.startswith("StatefulSet"))
+    assert everything[-1] == "Namespace /tidb-test"
+    only_tikv = km.k8s_inventory(*cluster, destroy_data=True, kinds=["tikv"])
+    assert {obj["name"] for obj in only_tikv} == {"tidb-tikv", "tidb-tikv-peer", "tidb-tikv-config", "data-tidb-tikv-0",
+                                                  "data-tidb-tikv-1", "data-tidb-tikv-2"}

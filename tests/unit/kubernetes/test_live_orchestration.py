@@ -1,9 +1,10 @@
-"""The live path of roles/_kubernetes (tasks_from pd.yml) against a fake API server on 127.0.0.1.
+"""The live path of the Kubernetes backend against a fake API server on 127.0.0.1.
 
-It checks what the role asks of Kubernetes: the apply order, server-side apply with the tidbops
+It checks what the playbooks ask of Kubernetes: the apply order, server-side apply with the tidbops
 field manager, the rollout wait before the gate, the gate through the pod proxy, a second run
-without changes, and a failed rollout that stops before the gate. The fake answers like a cluster
-where everything is ready; real Kubernetes semantics are not emulated.
+without changes, a failed rollout that stops before the gate, and destroy.yml deleting what site.yml
+created (PVCs and the namespace only with tidb_destroy_data). The fake answers like a cluster where
+everything is ready; real Kubernetes semantics are not emulated.
 """
 
 import os
@@ -16,12 +17,18 @@ TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 PLAYBOOK = os.path.join(TOP, "tests", "unit", "kubernetes", "playbooks", "pd_live.yml")
 
 
-def run_pd_step(kubeconfig, timeout=20):
+def run(playbook, kubeconfig, timeout=20, *extra):
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(TOP, "ansible.cfg"), ANSIBLE_PYTHON_INTERPRETER=sys.executable,
                ANSIBLE_NOCOLOR="1")
     command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", os.path.join(TOP, "inventories", "k8s"),
-               PLAYBOOK, "-e", "tidb_k8s_kubeconfig=%s" % kubeconfig, "-e", "tidb_gate_timeout=%d" % timeout]
+               playbook, "-e", "tidb_k8s_kubeconfig=%s" % kubeconfig, "-e", "tidb_gate_timeout=%d" % timeout]
+    for value in extra:
+        command += ["-e", value]
     return subprocess.run(command, cwd=TOP, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def run_pd_step(kubeconfig, timeout=20):
+    return run(PLAYBOOK, kubeconfig, timeout)
 
 
 def changed(output):
@@ -70,12 +77,8 @@ def test_a_stuck_rollout_fails_before_the_gate(tmp_path):
 
 
 def run_verify(kubeconfig, timeout=20):
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(TOP, "ansible.cfg"), ANSIBLE_PYTHON_INTERPRETER=sys.executable,
-               ANSIBLE_NOCOLOR="1")
-    command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", os.path.join(TOP, "inventories", "k8s"),
-               os.path.join(TOP, "tests", "unit", "kubernetes", "playbooks", "verify_live.yml"),
-               "-e", "tidb_k8s_kubeconfig=%s" % kubeconfig, "-e", "tidb_gate_timeout=%d" % timeout, "-e", "tici_enabled=false"]
-    return subprocess.run(command, cwd=TOP, env=env, capture_output=True, text=True, timeout=300, check=False)
+    return run(os.path.join(TOP, "tests", "unit", "kubernetes", "playbooks", "verify_live.yml"), kubeconfig, timeout,
+               "tici_enabled=false")
 
 
 def test_verify_gates_every_component_through_the_proxy_and_changes_nothing(tmp_path):
@@ -96,3 +99,34 @@ def test_verify_fails_when_a_store_is_missing(tmp_path):
         result = run_verify(api.kubeconfig(tmp_path / "kubeconfig"), timeout=2)
         assert result.returncode != 0
         assert "tidb-tikv-2.tidb-tikv-peer.tidb.svc:20160" in result.stdout
+
+
+SITE = os.path.join(TOP, "playbooks", "site.yml")
+DESTROY = os.path.join(TOP, "playbooks", "destroy.yml")
+
+
+def test_site_then_destroy_deletes_what_site_created_and_keeps_the_claims(tmp_path):
+    with FakeApiServer(pd_members=3, tikv_stores=3, tiflash_stores=2, captures=2) as api:
+        kubeconfig = api.kubeconfig(tmp_path / "kubeconfig")
+        site = run(SITE, kubeconfig, 20, "tici_enabled=false")
+        assert site.returncode == 0, site.stdout[-3000:]
+        applied = [path for path, _type, _args in api.patches]
+        assert not any("minio" in path or "tici" in path for path in applied)
+        claims = sorted(path for path in api.objects if "/persistentvolumeclaims/" in path)
+        assert len(claims) == 3 + 3 + 2 + 2  # PD, TiKV, TiCDC, TiFlash (TiDB keeps no data)
+
+        kept = run(DESTROY, kubeconfig, 20, "tici_enabled=false")
+        assert kept.returncode == 0, kept.stdout[-3000:]
+        # Every applied object but the namespace, once, the workloads before their config.
+        assert sorted(set(api.deletions)) == sorted(set(applied) - {"/api/v1/namespaces/tidb"})
+        assert api.deletions.index("/apis/apps/v1/namespaces/tidb/statefulsets/tidb-tiflash") < \
+            api.deletions.index("/api/v1/namespaces/tidb/configmaps/tidb-tiflash-config")
+        assert sorted(path for path in api.objects if "/persistentvolumeclaims/" in path) == claims
+        assert "/api/v1/namespaces/tidb" in api.objects
+
+        api.deletions.clear()
+        gone = run(DESTROY, kubeconfig, 20, "tici_enabled=false", "tidb_destroy_data=true")
+        assert gone.returncode == 0, gone.stdout[-3000:]
+        assert sorted(path for path in api.deletions if "/persistentvolumeclaims/" in path) == claims
+        assert api.deletions[-1] == "/api/v1/namespaces/tidb"
+        assert not any("/persistentvolumeclaims/" in path for path in api.objects)
