@@ -119,14 +119,15 @@ def _statefulset(cluster, settings, kind, pods, config_objects):
         source = ({"secret": {"secretName": obj["metadata"]["name"], "defaultMode": 0o400}} if volume == "secret"
                   else {"configMap": {"name": obj["metadata"]["name"]}})
         volumes.append(dict(source, name=volume))
+    env = [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}}]
+    env += [{"name": key, "value": value} for key, value in sorted(process["env"].items())]
     container = {
         "name": kind.replace("_", "-"),
         "image": process["image"],
         "imagePullPolicy": settings["image_pull_policy"],
         "command": [process["entrypoint"]],
         "args": template["command"],
-        "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}}]
-               + [{"name": key, "value": value} for key, value in sorted(process["env"].items())],
+        "env": env,
         "ports": [{"name": port["label"], "containerPort": port["port"], "protocol": "TCP"} for port in process["ports"]],
         "readinessProbe": _probe(settings, kind, process["ports"]),
         "resources": _resources(settings, kind),

@@ -214,9 +214,11 @@ def _collect(settings, address, inventory, problems):
     instances, members = {}, {}
     for kind in topo.KINDS:
         members[kind.name] = []
-        for index, host in enumerate(_hosts_of(inventory, kind)):
+        for host in _hosts_of(inventory, kind):
+            if host in instances:  # in two groups: the shape rule reports it
+                continue
             host_vars = (inventory['hosts'].get(host) or {}).get('vars') or {}
-            instances[host] = _instance(settings, address, kind, host, host_vars, index, problems)
+            instances[host] = _instance(settings, address, kind, host, host_vars, len(members[kind.name]), problems)
             members[kind.name].append(host)
     return instances, members
 

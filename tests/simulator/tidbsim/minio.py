@@ -208,7 +208,12 @@ def main(argv):
         from werkzeug.serving import make_server  # pylint: disable=import-outside-toplevel
         if runtime.faults.listen_delay and runtime.stop_event.wait(runtime.faults.listen_delay):
             return
-        server = make_server(host, port, app, threaded=True)
+        try:
+            # A name is resolved and its first address bound; a port in use or a foreign address is fatal.
+            server = make_server(common.listen_addresses(host, port, "S3 API")[0][1][0], port, app, threaded=True)
+        except (OSError, common.BindError) as exc:
+            runtime.log(f"ERROR Unable to start the server: {exc}")
+            os._exit(1)  # pylint: disable=protected-access
         runtime.unbound -= 1
         runtime.on_close(server.shutdown)
         runtime.log(f"S3 API listening on {host}:{port}")

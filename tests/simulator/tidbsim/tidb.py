@@ -85,9 +85,12 @@ def start_mysql(runtime, host, port):
     server = MysqlServer(session_factory=TiDBSession, identity_provider=Identities())
     loop = asyncio.new_event_loop()
     started = threading.Event()
+    failure = []
+    # Like Go's net.Listen: a host name is resolved and its first address bound (not every address).
+    address = common.listen_addresses(host, port, "MySQL")[0][1][0]
 
     async def serve():
-        await server.start_server(host=host, port=port)
+        await server.start_server(host=address, port=port)
         started.set()
         await server.serve_forever()
 
@@ -96,12 +99,15 @@ def start_mysql(runtime, host, port):
         try:
             loop.run_until_complete(serve())
         except Exception as exc:  # pylint: disable=broad-except
-            runtime.log(f"MySQL listener stopped: {exc}")
+            failure.append(exc)
             started.set()
 
     threading.Thread(target=run, daemon=True).start()
     started.wait(10)
-    runtime.log(f"MySQL protocol listening on {host}:{port}")
+    if failure:
+        runtime.log(f"[FATAL] cannot listen for MySQL on {host}:{port}: {failure[0]}")
+        os._exit(1)  # pylint: disable=protected-access
+    runtime.log(f"MySQL protocol listening on {host}:{port}" + ("" if address == host else f" ({address})"))
 
 
 def main(argv):
@@ -114,7 +120,10 @@ def main(argv):
             f"tidbsim: --store={flags['store']} would run TiDB on its embedded mock store ({flags['store']}), not on TiKV;"
             " this simulator only plays a TiDB that joins a cluster: pass --store=tikv --path=<pd-host>:2379[,...]", 1)
     if "://" in flags["path"]:
-        raise common.UsageError(f"tidbsim: --path {flags['path']!r}: give PD addresses as host:port without a scheme", 1)
+        # Real TiDB builds tikv://<path>, so the scheme's name becomes the PD address ("http:") and
+        # start-up fails connecting to it; the simulator fails at once, naming the flag.
+        raise common.UsageError(f"tidbsim: --path {flags['path']!r}: give PD addresses as host:port without a scheme"
+                                f" (real TiDB would try to reach PD at {flags['path'].split('/', 1)[0]!r} and fail to start)", 1)
     port = int(flags["P"])
     status_port = int(flags["status"])
     host = flags["host"]
@@ -135,13 +144,27 @@ def main(argv):
     router.add("GET", "/info", lambda _r: json_response(info))
     common.HttpService(runtime, f"{flags['status-host']}:{status_port}", router, "status").start()
 
+    problem = {"text": None}
+
+    def note(text):
+        if text and text != problem["text"]:
+            runtime.log(text)
+        problem["text"] = text
+
     def bootstrap():
         if runtime.ready:
             return
         _status, data = common.first_answer("GET", pd_urls, "/pd/api/v1/stores", accept=lambda s: s == 200)
-        stores = json.loads(data)["stores"]
-        if not any(common.is_up_tikv(s) for s in stores):
+        stores = [s for s in json.loads(data)["stores"] if common.is_up_tikv(s)]
+        if not stores:
             return
+        # A TiKV whose disk is AlreadyFull rejects writes, so the bootstrap transaction cannot commit.
+        _status, data = common.first_answer("GET", pd_urls, "/sim/pd/stores", accept=lambda s: s == 200)
+        disk = json.loads(data)
+        if all(disk.get(str(s["store"]["id"])) == "AlreadyFull" for s in stores):
+            note("cannot bootstrap: every Up TiKV store is AlreadyFull (disk full), so TiKV rejects writes")
+            return
+        note(None)
         if not runtime.start_delay_passed() or runtime.faults.never_ready:
             return
         # The real server opens the MySQL port before it reports healthy.

@@ -3,17 +3,25 @@
 Registers an engine=tiflash store in PD (address = flash.service_addr, peer_address = the proxy
 advertise address, status_address = the proxy advertise status address) only while PD's placement
 rules are on. /tiflash/store-status on the proxy status address answers Idle, then Running.
+Binds what the real one binds (pingcap/tiflash dbms/src/Server/FlashGrpcServerHolder.cpp,
+MetricsPrometheus.cpp; pingcap/tidb-engine-ext proxy_components/proxy_server/src/setup.rs): the
+flash service on exactly flash.service_addr, the proxy on flash.proxy.addr and status-addr, the
+metrics on listen_host:status.metrics_port (8234 by default). The embedded proxy runs TiKV's
+open-files check and reserved-space logic on its own TOML (flash.proxy.config).
 With [tici.*]: needs the reader-node address (kebab or snake spelling, or `port`) and tici.s3 keys,
-checks the bucket with those keys, then listens on the reader port.
+checks the bucket with those keys, then listens on the reader address.
 """
 
 import json
 import os
 import tomllib
 
-from . import common, s3check
+from . import common, s3check, storage
 from .common import Flag, text_response
 from .tikv import StoreClient
+
+DEFAULT_METRICS_PORT = 8234
+PROXY_RESERVE_SPACE = "1GB"  # tidb-engine-ext proxy_components/proxy_server/src/config.rs
 
 FLAGS = [Flag("config-file", default="")]
 
@@ -49,7 +57,12 @@ def load(path):
                             "Code: 1004. DB::Exception: Failed to parse TOML config {path}: {reason}")
 
 
-class Settings:
+def pd_addresses(value):
+    """raft.pd_addr split on "," without trimming; client-c adds http:// where there is no scheme."""
+    return [item if "://" in item else f"http://{item}" for item in value.split(",") if item]
+
+
+class Settings:  # pylint: disable=too-many-instance-attributes
     """Addresses and TiCI settings resolved from tiflash.toml, overrides and the proxy TOML."""
 
     def __init__(self, config):
@@ -57,18 +70,33 @@ class Settings:
         self.service_addr = get_path(config, "flash.service_addr", "0.0.0.0:3930")
         self.pd_addr = get_path(config, "raft.pd_addr", "")
         if not self.pd_addr:
-            raise common.UsageError("DB::Exception: raft.pd_addr is empty: TiFlash needs the PD addresses", 1)
+            raise common.UsageError("DB::Exception: raft.pd_addr is empty: TiFlash needs the PD addresses"
+                                    " (TiFlash Proxy will not start because `raft.pd_addr` is not configured.)", 1)
         proxy_file = get_path(config, "flash.proxy.config")
-        proxy = load(proxy_file) if proxy_file and os.path.exists(proxy_file) else {}
-        proxy_server = proxy.get("server", {})
-        self.proxy_addr = get_path(config, "flash.proxy.addr") or proxy_server.get("addr", "0.0.0.0:20170")
+        self.proxy = {}
+        if proxy_file:
+            self.proxy = common.load_toml(proxy_file, "[FATAL] invalid configuration file {path}: {reason}",
+                                          "[FATAL] invalid configuration file {path}: {reason}")
+        proxy_server = self.proxy.get("server", {})
+        # flash.proxy.<key> becomes the proxy's --<key> argument, which wins over its TOML.
+        self.proxy_addr = get_path(config, "flash.proxy.addr") or proxy_server.get("addr", "127.0.0.1:20170")
         self.proxy_advertise = get_path(config, "flash.proxy.advertise-addr") or proxy_server.get("advertise-addr") or self.proxy_addr
-        self.status_addr = get_path(config, "flash.proxy.status-addr") or proxy_server.get("status-addr", "0.0.0.0:20292")
+        self.status_addr = get_path(config, "flash.proxy.status-addr") or proxy_server.get("status-addr", "127.0.0.1:20292")
         self.status_advertise = (get_path(config, "flash.proxy.advertise-status-addr") or proxy_server.get("advertise-status-addr")
                                  or self.status_addr)
         main_dirs = get_path(config, "storage.main.dir")
         self.data_dir = (main_dirs[0] if main_dirs else str(config.get("path", "./")).split(",", maxsplit=1)[0])
+        self.proxy_data_dir = (get_path(config, "flash.proxy.data-dir") or get_path(self.proxy, "storage.data-dir")
+                               or self.data_dir)
+        self.proxy_capacity = storage.parse_size(get_path(config, "flash.proxy.capacity")
+                                                 or get_path(self.proxy, "raftstore.capacity", 0), "raftstore.capacity")
+        self.proxy_reserve = storage.parse_size(get_path(self.proxy, "storage.reserve-space", PROXY_RESERVE_SPACE),
+                                                "storage.reserve-space")
+        # The proxy does not adjust Titan by default: only an explicit `true` doubles rocksdb's files.
+        self.proxy_open_fds = storage.expected_open_fds(self.proxy, titan_default=False)
         self.metrics_port = get_path(config, "status.metrics_port")
+        if self.metrics_port is None and get_path(config, "status.metrics_addr") is None:
+            self.metrics_port = DEFAULT_METRICS_PORT  # pull mode on the default port
         self.tici = self._tici(config.get("tici"))
 
     def _tici(self, tici):
@@ -107,9 +135,13 @@ def main(argv):
         set_path(config, path, value)
     settings = Settings(config)
     runtime = common.Runtime("tiflash", settings.service_addr, settings.data_dir)
-    client = StoreClient(runtime, common.url_list(settings.pd_addr), {
+    # The embedded proxy's init_config and init_fs (tidb-engine-ext proxy_server/src/run.rs).
+    storage.check_max_open_fds(settings.proxy_open_fds, runtime.log)
+    disk = storage.Disk(runtime, os.path.abspath(settings.proxy_data_dir), settings.proxy_reserve, settings.proxy_capacity)
+    disk.init()
+    client = StoreClient(runtime, pd_addresses(settings.pd_addr), {
         "address": settings.service_addr, "peer_address": settings.proxy_advertise, "status_address": settings.status_advertise,
-        "version": common.SIM_VERSION.lstrip("v"), "labels": [{"key": "engine", "value": "tiflash"}]})
+        "version": common.SIM_VERSION.lstrip("v"), "labels": [{"key": "engine", "value": "tiflash"}]}, disk)
     state = {"problem": "starting", "reader": False}
 
     def note(problem):
@@ -120,19 +152,24 @@ def main(argv):
     def store_status(_request):
         return text_response("Running" if runtime.ready else "Idle")
 
+    try:
+        common.TcpListener(runtime, settings.service_addr, "flash service").start()
+    except common.BindError as exc:
+        raise common.UsageError("DB::Exception: Exception happens when start grpc server, the flash.service_addr may be invalid,"
+                                f" flash.service_addr is {settings.service_addr} ({exc})", 1) from None
     router = common.Router()
     router.add("GET", "/tiflash/store-status", store_status)
     router.add("GET", "/tiflash/readyz", lambda _r: text_response("ok\n") if runtime.ready else text_response("fail\n", 500))
     router.add("GET", "/tiflash/livez", lambda _r: text_response("ok\n"))
     router.add("GET", "/status", lambda _r: text_response(""))
-    common.HttpService(runtime, settings.status_addr, router, "proxy status").start()
-    listen_port = common.split_hostport(settings.service_addr)[1]
-    common.TcpListener(runtime, f"{settings.listen_host}:{listen_port}", "flash service").start()
     common.TcpListener(runtime, settings.proxy_addr, "proxy").start()
+    common.HttpService(runtime, settings.status_addr, router, "proxy status").start()
     if settings.metrics_port:
         metrics = common.Router()
         metrics.add("GET", "/metrics", lambda _r: text_response("# tidbsim: no metrics\n"))
-        common.HttpService(runtime, f"{settings.listen_host}:{settings.metrics_port}", metrics, "metrics").start()
+        host = settings.listen_host.split(",")[0] if isinstance(settings.listen_host, str) else settings.listen_host[0]
+        common.HttpService(runtime, f"[{host}]:{settings.metrics_port}" if ":" in host else f"{host}:{settings.metrics_port}",
+                           metrics, "metrics").start()
 
     def tick():
         if not runtime.start_delay_passed() or runtime.faults.never_ready:
@@ -144,7 +181,11 @@ def main(argv):
             if reason:
                 note(f"TiCI reader cannot use S3: {reason}")
                 return
-            common.TcpListener(runtime, tici["addr"], "tici reader").start()
+            try:
+                common.TcpListener(runtime, tici["addr"], "tici reader").start()
+            except common.BindError as exc:
+                runtime.log(f"TiCI reader cannot start: {exc}")
+                os._exit(1)  # pylint: disable=protected-access
             state["reader"] = True
         _status, data = common.first_answer("GET", client.pd_urls, "/pd/api/v1/config/replicate", accept=lambda s: s == 200)
         if json.loads(data).get("enable-placement-rules") != "true":

@@ -1,12 +1,20 @@
-"""tikv-server: registers its advertise address as a PD store and heartbeats; /status once registered."""
+"""tikv-server: registers its advertise address as a PD store and heartbeats; /status once registered.
+
+At start, as real TiKV: the open-files check (1000 + rocksdb.max-open-files, doubled with Titan,
++ raftdb.max-open-files) and the reserved space (storage.reserve-space, default 5GB, with its
+space_placeholder_file); the disk status (Normal, AlmostFull, AlreadyFull) and the capacity,
+available and used sizes go to PD with every heartbeat.
+"""
 
 import json
+import os
+import time
 
-from . import common
+from . import common, storage
 from .common import Flag, json_response, text_response
 
 FLAGS = [
-    Flag("pd-endpoints", "pd", default=""),
+    Flag("pd-endpoints", "pd", default=None),
     Flag("addr", "A", default="127.0.0.1:20160"),
     Flag("advertise-addr", default=""),
     Flag("status-addr", default="127.0.0.1:20180"),
@@ -40,17 +48,40 @@ def parse_labels(text):
     return labels
 
 
-class StoreClient:
-    """Heartbeats a store into PD (TiKV and TiFlash share it)."""
+def pd_endpoints(value):
+    """TiKV's --pd-endpoints: host:port or http(s)://host:port (the scheme is trimmed), no duplicates."""
+    endpoints = []
+    for item in (value or "").split(","):
+        if not item:
+            continue
+        address = item.removeprefix("http://").removeprefix("https://")  # trim_http_prefix
+        if address in endpoints:
+            raise common.UsageError(f"[FATAL] failed to create pd client: duplicate PD endpoint {item}", 1)
+        try:
+            common.split_hostport(address)
+        except ValueError:
+            raise common.UsageError(f"[FATAL] failed to create pd client: invalid PD endpoint {item!r}", 1) from None
+        endpoints.append(address)
+    if not endpoints:
+        raise common.UsageError("[FATAL] invalid configuration: please specify pd.endpoints.", 1)
+    return [f"http://{address}" for address in endpoints]
 
-    def __init__(self, runtime, pd_urls, store):
+
+class StoreClient:
+    """Heartbeats a store into PD (TiKV and TiFlash share it), with its disk statistics."""
+
+    def __init__(self, runtime, pd_urls, store, disk=None):
         self.rt = runtime
         self.pd_urls = pd_urls
-        self.store = store
+        self.store = dict(store, start=time.time())
+        self.disk = disk
         self.store_id = None
 
     def heartbeat(self):
-        _status, data = common.first_answer("POST", self.pd_urls, "/sim/pd/store/heartbeat", self.store,
+        body = dict(self.store)
+        if self.disk is not None:
+            body.update(self.disk.inspect())
+        _status, data = common.first_answer("POST", self.pd_urls, "/sim/pd/store/heartbeat", body,
                                             accept=lambda status: status == 200)
         store_id = json.loads(data)["store_id"]
         if self.store_id is None:
@@ -60,16 +91,24 @@ class StoreClient:
 
 def main(argv):
     flags, _positional = common.parse_flags(argv, FLAGS, "tikv-server", "clap")
+    config = {}
     if flags["config"]:
-        common.load_toml(flags["config"], "[FATAL] invalid configuration file {path}: {reason}",
-                         "[FATAL] invalid configuration file {path}: {reason}")
+        config = common.load_toml(flags["config"], "[FATAL] invalid configuration file {path}: {reason}",
+                                  "[FATAL] invalid configuration file {path}: {reason}")
     address = advertise(flags["addr"], flags["advertise-addr"], "advertise-addr")
     status_address = advertise(flags["status-addr"], flags["advertise-status-addr"], "advertise-status-addr")
-    pd_urls = common.url_list(flags["pd-endpoints"] or "127.0.0.1:2379")
-    runtime = common.Runtime("tikv", address, flags["data-dir"])
+    pd_urls = pd_endpoints(flags["pd-endpoints"] if flags["pd-endpoints"] is not None else "127.0.0.1:2379")
+    data_dir = flags["data-dir"]
+    capacity = storage.parse_size(flags["capacity"] or storage.get_path(config, "raftstore.capacity", 0), "raftstore.capacity")
+    reserve = storage.parse_size(storage.get_path(config, "storage.reserve-space", "5GB"), "storage.reserve-space")
+    runtime = common.Runtime("tikv", address, data_dir)
+    # TikvServerCore::init_config (check_system_config), then init_fs.
+    storage.check_max_open_fds(storage.expected_open_fds(config, storage.tikv_titan_default(config)), runtime.log)
+    disk = storage.Disk(runtime, os.path.abspath(data_dir), reserve, capacity)
+    disk.init()
     client = StoreClient(runtime, pd_urls, {"address": address, "peer_address": address, "status_address": status_address,
-                                            "version": common.SIM_VERSION.lstrip("v"), "labels": parse_labels(flags["labels"]),
-                                            "capacity": flags["capacity"] or None})
+                                            "version": common.SIM_VERSION.lstrip("v"), "labels": parse_labels(flags["labels"])},
+                         disk)
     interval = common.env_float("HEARTBEAT_INTERVAL", 0.5)
 
     def ready_verbose(request):
@@ -92,7 +131,11 @@ def main(argv):
         client.heartbeat()
         # The real status server starts only after PD registration.
         if first:
-            status_server.start()
+            try:
+                status_server.start()
+            except common.BindError as exc:
+                runtime.log(f"[FATAL] failed to start the status server: {exc}")
+                os._exit(1)  # pylint: disable=protected-access
         runtime.try_ready()
     runtime.every(interval, heartbeat)
     return runtime.wait_forever()

@@ -242,7 +242,8 @@ def test_server_config_inputs_are_not_mutated():
     ("worker", {"s3": S3, "pd_addrs": ["pd0:2379"], "tidb_dsns": [META_DSN]}, "tidb_dsns applies to role meta only"),
     ("meta", {"s3": S3, "pd_addrs": ["pd0:2379"]}, "tidb_dsns must be a non-empty list"),
     ("meta", {"s3": S3, "pd_addrs": ["pd0:2379"], "tidb_dsns": ["root:" + SECRET + "@tidb0:4000"]}, "tidb_dsns[0] must be a 'mysql://"),
-    ("meta", {"s3": dict(S3, prefix="/x"), "pd_addrs": ["pd0:2379"], "tidb_dsns": [META_DSN]}, "s3.prefix must be a non-empty path inside the bucket without a leading '/'"),
+    ("meta", {"s3": dict(S3, prefix="/x"), "pd_addrs": ["pd0:2379"], "tidb_dsns": [META_DSN]},
+     "s3.prefix must be a non-empty path inside the bucket without a leading '/'"),
     ("worker", {"s3": S3, "pd_addrs": ["pd0:2379"], "user_config": "x"}, "user_config must be a mapping"),
     ("worker", {"s3": S3, "pd_addrs": ["pd0:2379"], "user_config": {"server": 1}}, "sets 'server' to a non-table value"),
 ])
