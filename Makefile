@@ -21,7 +21,7 @@ SIM_IMAGE := localhost/tidbsim:$(SIM_VERSION)
 PYTEST_ARGS ?=
 
 export PATH := $(BIN):$(PATH)
-# Interpreter discovery would pick a broken pyenv shim on our machines (workbench.md §4).
+# Interpreter discovery can pick a pyenv shim that names a Python which is not installed.
 export ANSIBLE_PYTHON_INTERPRETER := $(BIN)/python
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # Podman settings live outside /etc (tools/engine.sh); harmless for Docker.

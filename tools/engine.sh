@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make a container engine usable on this machine: install it when missing and start it
-# by hand when no init system does (workbench.md §8.3, §8.4).
+# by hand when no init system does (no systemd on our machines: dockerd and Podman's settings are
+# started and passed by hand).
 #
 #   tools/engine.sh docker   # dockerd on the default socket, started if nothing answers
 #   tools/engine.sh podman   # podman with runc, cgroupfs and explicit ulimits
@@ -58,7 +59,7 @@ start_podman() {
   need_apt podman runc netavark aardvark-dns conmon
   mkdir -p "$PODMAN_DIR"
   # Root here lacks CAP_SYS_RESOURCE, so podman's default ulimits (1048576) fail;
-  # crun refuses hybrid cgroups, runc does not (workbench.md §8.4).
+  # crun refuses hybrid cgroups (cgroup v1 with one controller on cgroup2), runc does not.
   cat >"$PODMAN_DIR/containers.conf" <<EOF
 [containers]
 default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run `ansible-test sanity` offline (workbench.md §5).
+# Run `ansible-test sanity` without the hosts it cannot reach here (ci-files.testing.ansible.com).
 #
 # ansible-test wants the collection at .../ansible_collections/<ns>/<name>/ inside a git
 # repository, and bootstraps pip from a host this machine cannot reach. So this script:

@@ -21,14 +21,3 @@ attributes:
       - When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
       - This assumes that the system controlled/queried by the module has not changed in a relevant way.
 '''
-
-    # Modules that are part of the tidbops.cluster action group
-    ACTIONGROUP = r'''
-options: {}
-attributes:
-  action_group:
-    description: Use C(group/tidbops.cluster.cluster) in C(module_defaults) to set defaults for this module.
-    support: full
-    membership:
-      - tidbops.cluster.cluster
-'''

@@ -6,9 +6,17 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    """TLS and kube_proxy options; the argument specs live next door in module_utils/_http.py."""
+    """The modules that connect to the cluster's components: their TLS and kube_proxy options (the
+    argument specs live in module_utils/_http.py), and the action group that lets module_defaults set
+    those options once for all of them."""
 
     DOCUMENTATION = r'''
+attributes:
+  action_group:
+    description: Use C(group/tidbops.cluster.cluster) in C(module_defaults) to set defaults for this module.
+    support: full
+    membership:
+      - tidbops.cluster.cluster
 options:
   ca_cert:
     description:

@@ -27,6 +27,7 @@ for every backend.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from ansible_collections.tidbops.cluster.plugins.module_utils import _config
@@ -345,9 +346,24 @@ def _uniform_port_problems(address, instances, members):
     return problems
 
 
+def _is_ip(text):
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False
+
+
 def _pd_problems(instances, members):
     names = [instances[host]['pd_name'] for host in members['pd']]
     problems = []
+    # PD's embedded etcd binds its client and peer URLs only at IP addresses or "localhost"
+    # (etcd server/embed/config.go checkBindURLs: "expected IP in URL for binding").
+    named = ['%s (%s)' % (host, instances[host]['listen_host']) for host in members['pd']
+             if instances[host]['listen_host'] != 'localhost' and not _is_ip(instances[host]['listen_host'])]
+    if named:
+        problems.append('listen_host must be an IP address (or localhost) on pd_servers, because PD binds its client and '
+                        'peer URLs there and its embedded etcd accepts only IP addresses: %s' % ', '.join(named))
     bad = [name for name in names if not isinstance(name, str) or not _PD_NAME.match(name)]
     duplicated = sorted(set(name for name in names if names.count(name) > 1))
     if bad or duplicated:

@@ -9,7 +9,7 @@
 
 PD answers booleans of ``/pd/api/v1/config/replicate`` as JSON strings (``"true"``) and only
 decodes strings for them on POST; numbers stay numbers, and ``location-labels`` is a
-comma-joined string (components.md 4).
+comma-joined string (tikv/pd server/api/config.go).
 """
 
 from __future__ import annotations

@@ -9,7 +9,10 @@
 
 Each predicate takes Response observations (status, body, parsed JSON, connection error) that
 someone else fetched, and returns Check verdicts with a short reason. No I/O happens here.
-The rules follow components.md sections 2 and 6 and tici.md section 10.
+The rules follow what each component serves: tikv/pd server/api (health, members, stores, the
+etcd gateway PD embeds), tikv/tikv status_server, pingcap/tidb /status, pingcap/tiflash
+/tiflash/store-status, pingcap/ticdc api/v2, minio/minio healthcheck-handler.go, and the TiCI meta
+election key TiDB reads (pingcap/tidb pkg/tici/tici_manager_client.go).
 """
 
 from __future__ import annotations

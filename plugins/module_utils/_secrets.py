@@ -7,8 +7,9 @@
 
 """Masking of secrets in sink URIs, nested data and free text.
 
-TiCDC echoes S3 keys in clear text inside ``sink_uri`` (components.md 3.4), so every value a
-module returns, diffs or prints goes through these helpers first.
+TiCDC echoes S3 keys in clear text inside ``sink_uri`` (pingcap/ticdc pkg/util/uri.go MaskSinkURI
+masks passwords only), so every value a module returns, diffs or prints goes through these helpers
+first.
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@
 # This module_utils is PRIVATE and must only be used by this collection.
 # It may change at any time, without notice.
 
-"""TiCDC OpenAPI v2 changefeed client and the converge state machine (components.md 3).
+"""TiCDC OpenAPI v2 changefeed client and the converge state machine.
 
+The contract is pingcap/ticdc api/v2 (pingcap/tiflow cdc/api/v2 for the classic architecture).
 TiCDC answers "not found" and "already exists" with 400 or 500 depending on the architecture,
 and never with 404/409, so decisions key on ``error_code``, never on the HTTP status alone.
 """
@@ -240,7 +241,7 @@ class ChangefeedApi:
 # --- converge --------------------------------------------------------------------------------------
 
 class Converge:
-    """Bring one changefeed to the desired state; in check mode only plan (components.md 3.9)."""
+    """Bring one changefeed to the desired state; in check mode only plan (GET it; create it, or pause, update and resume it)."""
 
     def __init__(self, api, params, check_mode):
         self.api = api

@@ -32,21 +32,9 @@ description:
   - "V(tici_meta) and V(tici_worker): C(/status) answers 200. For V(tici_meta) with O(pd_endpoint), PD's etcd
     also holds exactly one key under C(/tici/metaservice/election) (read with a POST to PD's C(/v3/kv/range) gateway)."
   - "V(minio): C(/minio/health/cluster) answers 200 (C(/live) and C(/ready) answer 200 too early); 403 fails."
-author:
-  - tidbops maintainers (@tidbops)
 extends_documentation_fragment:
   - tidbops.cluster.attributes
-  - tidbops.cluster.attributes.ACTIONGROUP
   - tidbops.cluster.connection
-attributes:
-  check_mode:
-    support: full
-    details: Probes once and reports what it saw, without waiting and without failing.
-  diff_mode:
-    support: none
-  idempotent:
-    support: full
-    details: Only reads; never reports a change.
 options:
   component:
     description: The component to wait for.
@@ -89,6 +77,15 @@ options:
     description: The longest pause between two polls, in seconds.
     type: float
     default: 0.5
+attributes:
+  check_mode:
+    support: full
+    details: Probes once and reports what it saw, without waiting and without failing.
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+    details: Only reads; never reports a change.
 notes:
   - The module only reads, so it is safe to run against a live cluster.
   - V(pd) and V(ticdc) compare the member and capture counts with the number of O(endpoints). List every member
@@ -96,6 +93,8 @@ notes:
 seealso:
   - module: tidbops.cluster.ticdc_changefeed
   - module: tidbops.cluster.pd_replication_config
+author:
+  - tidbops maintainers (@tidbops)
 '''
 
 EXAMPLES = r'''

@@ -72,9 +72,9 @@ options:
     type: list
     elements: dict
     default: []
-    suboptions:
+    suboptions: &file_options
       name:
-        description: File name inside O(path); a plain name, without C(/).
+        description: File name inside its directory; a plain name, without C(/).
         type: str
         required: true
       content:
@@ -90,15 +90,7 @@ options:
     type: list
     elements: dict
     default: []
-    suboptions:
-      name:
-        description: File name inside O(path); a plain name, without C(/).
-        type: str
-        required: true
-      content:
-        description: The content, as text; written UTF-8 encoded.
-        type: str
-        required: true
+    suboptions: *file_options
   directories:
     description:
       - Several directories to write in one module run, such as those of all the instances of one engine host.
@@ -133,15 +125,7 @@ options:
         type: list
         elements: dict
         default: []
-        suboptions:
-          name:
-            description: File name inside O(directories[].path); a plain name, without C(/).
-            type: str
-            required: true
-          content:
-            description: The content, as text; written UTF-8 encoded.
-            type: str
-            required: true
+        suboptions: *file_options
       secret_files:
         description:
           - Files written with mode C(0600), such as a file with passwords or keys.
@@ -150,15 +134,7 @@ options:
         type: list
         elements: dict
         default: []
-        suboptions:
-          name:
-            description: File name inside O(directories[].path); a plain name, without C(/).
-            type: str
-            required: true
-          content:
-            description: The content, as text; written UTF-8 encoded.
-            type: str
-            required: true
+        suboptions: *file_options
 notes:
   - Ownership is not managed. A new file belongs to the user the module runs as; a replaced file keeps its owner and
     group where the user may set them.
@@ -204,20 +180,15 @@ EXAMPLES = r'''
 - name: The files of two instances of one engine host, in one module run
   tidbops.cluster.config_files:
     directories:
-      - path: /srv/tidb/pd0/conf
+      - path: /srv/tidb/tikv0/conf
         files:
-          - name: pd.toml
-            content: |
-              [replication]
-              max-replicas = 3
-      - path: /srv/tidb/minio0/conf
+          - name: tikv.toml
+            content: "[storage]\nreserve-space = \"0MB\"\n"
+      - path: /srv/tidb/tici-meta0/conf
         mode: '0700'
-        files:
-          - name: minio.env
-            content: "MINIO_BROWSER=off\n"
         secret_files:
-          - name: credentials.env
-            content: "MINIO_ROOT_PASSWORD={{ minio_root_password }}\n"
+          - name: tici.toml
+            content: "{{ tici_meta_config }}"
   register: written
 
 - name: Restart the instances whose files changed

@@ -18,23 +18,9 @@ description:
   - Numbers (C(max-replicas)) are sent as numbers, lists (C(location-labels)) as comma-joined strings.
   - A key PD does not report is an error, listed with the keys PD knows, before anything is changed.
   - Connection errors and HTTP 5xx answers are retried until O(timeout).
-author:
-  - tidbops maintainers (@tidbops)
 extends_documentation_fragment:
   - tidbops.cluster.attributes
-  - tidbops.cluster.attributes.ACTIONGROUP
   - tidbops.cluster.connection
-attributes:
-  check_mode:
-    support: full
-    details:
-      - Reads the config once, without retries, and reports the change it would make without POSTing.
-      - When PD cannot answer (not deployed yet), warns and reports a change instead of failing.
-  diff_mode:
-    support: full
-    details: Shows the managed keys before and after.
-  idempotent:
-    support: full
 options:
   pd_endpoint:
     description: URL of one PD, like C(http://pd0:2379).
@@ -50,8 +36,21 @@ options:
     description: Seconds the module may take, retries and read-back included.
     type: float
     default: 60
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Reads the config once, without retries, and reports the change it would make without POSTing.
+      - When PD cannot answer (not deployed yet), warns and reports a change instead of failing.
+  diff_mode:
+    support: full
+    details: Shows the managed keys before and after.
+  idempotent:
+    support: full
 seealso:
   - module: tidbops.cluster.component_ready
+author:
+  - tidbops maintainers (@tidbops)
 '''
 
 EXAMPLES = r'''

@@ -26,23 +26,9 @@ description:
     TiCDC reports C(CDC:ErrChangeFeedNotExists).
   - An unchanged changefeed costs exactly one HTTP request.
   - Secrets in the sink URI (S3 keys, passwords) never appear in the result, the diff or messages.
-author:
-  - tidbops maintainers (@tidbops)
 extends_documentation_fragment:
   - tidbops.cluster.attributes
-  - tidbops.cluster.attributes.ACTIONGROUP
   - tidbops.cluster.connection
-attributes:
-  check_mode:
-    support: full
-    details:
-      - Only reads, asking TiCDC once without retries; returns the requests it would send in RV(requests).
-      - When TiCDC cannot answer (not deployed yet), warns and reports a change instead of failing.
-  diff_mode:
-    support: full
-    details: Before and after of the managed fields, with every secret masked.
-  idempotent:
-    support: full
 options:
   server:
     description: URL of any TiCDC server, like C(http://cdc0:8300). Changefeed calls are forwarded to the coordinator.
@@ -83,8 +69,21 @@ options:
     description: Seconds the module may take, retries and waits for visibility included.
     type: float
     default: 120
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Only reads, asking TiCDC once without retries; returns the requests it would send in RV(requests).
+      - When TiCDC cannot answer (not deployed yet), warns and reports a change instead of failing.
+  diff_mode:
+    support: full
+    details: Before and after of the managed fields, with every secret masked.
+  idempotent:
+    support: full
 seealso:
   - module: tidbops.cluster.component_ready
+author:
+  - tidbops maintainers (@tidbops)
 '''
 
 EXAMPLES = r'''

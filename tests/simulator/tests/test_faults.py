@@ -66,6 +66,17 @@ def test_listen_delay_refuses_connections_first(sim):
     assert http_get(pd.url("/pd/api/v1/health"))[0] == 200
 
 
+def test_listen_delay_on_tidb_opens_mysql_once_and_becomes_ready(sim):
+    """TiDB's bootstrap tick runs again while its status server is held back: it must not open the
+    MySQL port a second time (a second bind is fatal)."""
+    pd, tikv = sim.pd_tikv()
+    tidb = sim.tidb(pd, env={"TIDBSIM_LISTEN_DELAY": "1.5"})
+    tidb.wait_ready()
+    assert http_get(tidb.url("/status", tidb.status_port))[0] == 200
+    assert tidb.output.count("MySQL protocol listening") == 1 and "FATAL" not in tidb.output
+    assert tikv.ready_line is not None
+
+
 def test_sigterm_exits_zero_quickly_and_marker_survives(sim):
     pd, tikv = sim.pd_tikv()
     first = http_json("GET", tikv.url("/sim/marker", tikv.status_port))[1]

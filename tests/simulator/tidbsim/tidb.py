@@ -145,6 +145,7 @@ def main(argv):
     common.HttpService(runtime, f"{flags['status-host']}:{status_port}", router, "status").start()
 
     problem = {"text": None}
+    mysql = {"open": False}
 
     def note(text):
         if text and text != problem["text"]:
@@ -167,8 +168,11 @@ def main(argv):
         note(None)
         if not runtime.start_delay_passed() or runtime.faults.never_ready:
             return
-        # The real server opens the MySQL port before it reports healthy.
-        start_mysql(runtime, host, port)
+        # The real server opens the MySQL port before it reports healthy. Once: a tick that finds
+        # the status server still held back (TIDBSIM_LISTEN_DELAY) comes back here.
+        if not mysql["open"]:
+            start_mysql(runtime, host, port)
+            mysql["open"] = True
         runtime.try_ready()
     runtime.every(common.env_float("HEARTBEAT_INTERVAL", 0.5), bootstrap)
     return runtime.wait_forever()

@@ -249,6 +249,7 @@ RULES = [
      "the instances are on 10.0.0.9, 127.0.0.1"),
     ({"backend_settings": {"ulimits": {"nofile": "many"}}}, "tidb_container_ulimits must map limit names to positive integers"),
     ({"inventory_args": {"host_vars": {"tikv0": {"data_dir": "relative/path"}}}}, "data_dir (host tikv0) must be an absolute"),
+    ({"inventory_args": {"host_vars": {"pd0": {"listen_host": "pd0.example"}}}}, "listen_host must be an IP address (or localhost) on pd_servers"),
 ]
 
 

@@ -1,7 +1,9 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) tidbops maintainers
 # Apache License 2.0 (see LICENSE)
-"""Readiness predicates over the response shapes documented in components.md and tici.md."""
+"""Readiness predicates over the response shapes the components serve: tikv/pd server/api, tikv/tikv
+status_server, pingcap/tidb /status, pingcap/tiflash store-status, pingcap/ticdc api/v2, minio
+healthcheck-handler.go and PD's etcd gateway."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) tidbops maintainers
 # Apache License 2.0 (see LICENSE)
-"""A small stateful TiCDC OpenAPI v2 double on pytest-httpserver (components.md 3)."""
+"""A small stateful TiCDC OpenAPI v2 double on pytest-httpserver (pingcap/ticdc api/v2/changefeed.go)."""
 
 from __future__ import annotations
 
