@@ -5,21 +5,15 @@
 # Any error, warning (e.g. an unknown kind) or count mismatch fails the run.
 #
 # Environment: K8S_VERSIONS (default "1.30.0 1.34.0"), K8S_INVENTORY (default inventories/k8s),
-# K8S_PLAYBOOK (default playbooks/site.yml when it exists, else the backend-only test playbook),
-# K8S_RENDER_DIR (default: a temporary directory, removed afterwards).
+# K8S_PLAYBOOK (default playbooks/site.yml), K8S_RENDER_DIR (default: a temporary directory,
+# removed afterwards).
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 bin=${VENV:-$top/.venv}/bin
 versions=${K8S_VERSIONS:-1.30.0 1.34.0}
 inventory=${K8S_INVENTORY:-$top/inventories/k8s}
-if [ -z "${K8S_PLAYBOOK:-}" ]; then
-  if [ -f "$top/playbooks/site.yml" ]; then
-    K8S_PLAYBOOK=$top/playbooks/site.yml
-  else
-    K8S_PLAYBOOK=$top/tests/unit/kubernetes/playbooks/render.yml
-  fi
-fi
+K8S_PLAYBOOK=${K8S_PLAYBOOK:-$top/playbooks/site.yml}
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 out=${K8S_RENDER_DIR:-$scratch/manifests}
