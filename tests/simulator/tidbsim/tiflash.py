@@ -18,6 +18,7 @@ import tomllib
 
 from . import common, s3check, storage
 from .common import Flag, text_response
+from .storage import get_path
 from .tikv import StoreClient
 
 DEFAULT_METRICS_PORT = 8234
@@ -42,14 +43,6 @@ def set_path(config, path, value):
     for part in path[:-1]:
         config = config.setdefault(part, {})
     config[path[-1]] = value
-
-
-def get_path(config, dotted, default=None):
-    for part in dotted.split("."):
-        if not isinstance(config, dict) or part not in config:
-            return default
-        config = config[part]
-    return config
 
 
 def load(path):
