@@ -415,8 +415,8 @@ def _tici_setting_problems(settings, members):
     return problems
 
 
-def _backend_problems(settings):
-    """Backend settings the model depends on (the backends check the rest of theirs)."""
+def _backend_problems(settings, members):
+    """The backend's own settings: those the model depends on, and (Kubernetes) those its objects need."""
     backend = settings.get('backend_settings') or {}
     problems = []
     if settings.get('backend') == 'kubernetes':
@@ -428,7 +428,7 @@ def _backend_problems(settings):
         if not isinstance(name, str) or len(name) > 40 or not _DNS1123_LABEL.match(name):
             problems.append('tidb_cluster_name must be a DNS-1123 label of at most 40 characters with tidb_backend=kubernetes '
                             '(it prefixes every object name)')
-        problems += _kubernetes_problems(settings, backend)
+        problems += _kubernetes_problems(settings, backend, members)
     elif settings.get('backend') in topo.BACKENDS:
         ulimits = backend.get('ulimits')
         if not isinstance(ulimits, dict) or not all(_is_port_like(value) for value in ulimits.values()):
@@ -442,7 +442,7 @@ def _is_quantity(value):
     return bool(match) and _QUANTITY_SUFFIX.match(match.group(3)) is not None
 
 
-def _kubernetes_problems(settings, backend):
+def _kubernetes_problems(settings, backend, members):
     problems = []
     if backend.get('image_pull_policy') not in ('Always', 'IfNotPresent', 'Never'):
         problems.append('tidb_k8s_image_pull_policy must be one of Always, IfNotPresent, Never')
@@ -452,10 +452,9 @@ def _kubernetes_problems(settings, backend):
         problems.append('tidb_k8s_storage must be a mapping of component to a PVC size')
     if storage.get('class_name') is not None and not isinstance(storage.get('class_name'), str):
         problems.append('tidb_k8s_storage.class_name must be a string or null')
-    groups = (settings.get('_groups') or {})
     tici = settings['tici_enabled']
     for kind in topo.KINDS:
-        if not groups.get(kind.group) or (kind.tici and not tici):
+        if not members[kind.name] or (kind.tici and not tici):
             continue
         if kind.stateful and not _is_quantity(storage.get(kind.name)):
             problems.append('tidb_k8s_storage.%s must be a Kubernetes quantity such as 10Gi or 500M' % kind.name)
@@ -470,7 +469,7 @@ def _kubernetes_problems(settings, backend):
                 continue
             problems += ['tidb_k8s_resources.%s.%s.%s must be a Kubernetes quantity such as 500m or 2Gi' % (kind.name, part, key)
                          for key, amount in amounts.items() if not _is_quantity(amount)]
-    if tici and groups.get('minio_servers') and not (isinstance(backend.get('s3_client_image'), str) and backend['s3_client_image']):
+    if tici and members['minio'] and not (isinstance(backend.get('s3_client_image'), str) and backend['s3_client_image']):
         problems.append('tidb_k8s_s3_client_image must be a non-empty image reference (the bucket Job runs it)')
     return problems
 
@@ -545,11 +544,10 @@ def build(settings, inventory):
     """
     settings = dict(settings)
     settings['tici_enabled'] = settings.get('tici_enabled', True) is not False
-    settings['_groups'] = inventory.get('groups') or {}
     problems = _shape_problems(settings, inventory)
     address = addressing(settings)
-    problems += _backend_problems(settings)
     instances, members = _collect(settings, address, inventory, problems)
+    problems += _backend_problems(settings, members)
     deployed_kinds = [name for name in topo.NAMES if members[name] and (settings['tici_enabled'] or not topo.kind(name).tici)]
     problems += _group_problems(settings, members)
     problems += _image_problems(settings, deployed_kinds)
