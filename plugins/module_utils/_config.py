@@ -36,7 +36,7 @@ except ImportError:
 _TOML_INT_MIN = -(2 ** 63)
 _TOML_INT_MAX = 2 ** 63 - 1
 GO_DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ns|us|\u00b5s|ms|s|m|h))+$")
-_MISSING = object()
+MISSING = object()
 
 S3_KEYS = ("endpoint", "bucket", "prefix", "region", "access_key", "secret_key", "use_path_style")
 TICI_KEYS = ("reader_addr", "reader_advertise_addr", "s3", "log_file", "data_dir")
@@ -338,10 +338,11 @@ def _s3_pairs(base, s3):
             yield base + (kebab,), base + (snake,), value
 
 
-def _lookup(config, path):
+def lookup(config, path):
+    """The value at ``path`` (a tuple of keys) in nested mappings, or MISSING."""
     for part in path:
         if not isinstance(config, dict) or part not in config:
-            return _MISSING
+            return MISSING
         config = config[part]
     return config
 
@@ -365,10 +366,10 @@ def _apply_settings(user_config, settings, legacy_aliases, name):
     config = _plain(user_config, (), name)
     for kebab, snake, generated in settings:
         spellings = (kebab,) if snake == kebab else (kebab, snake)
-        given = [value for value in (_lookup(user_config, path) for path in spellings) if value is not _MISSING]
+        given = [value for value in (lookup(user_config, path) for path in spellings) if value is not MISSING]
         value = given[0] if given else generated
         for path in spellings if legacy_aliases else (kebab,):
-            if _lookup(user_config, path) is _MISSING:
+            if lookup(user_config, path) is MISSING:
                 _place(config, path, _plain(value, path, name), name)
     return config
 

@@ -152,8 +152,7 @@ def addressing(settings):
     return HostNetwork(settings)
 
 
-def _host_port(host, port):
-    return '[%s]:%d' % (host, port) if ':' in host else '%s:%d' % (host, port)
+_host_port = _process.host_port
 
 
 def _url(host, port):

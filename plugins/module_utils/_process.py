@@ -42,7 +42,8 @@ class ProcessError(ValueError):
     """A process cannot run with these settings; the message says which and what to change."""
 
 
-def _host_port(host, port):
+def host_port(host, port):
+    """``host:port``, with an IPv6 host in brackets."""
     return '[%s]:%d' % (host, port) if ':' in host else '%s:%d' % (host, port)
 
 
@@ -55,14 +56,6 @@ def _user_config(settings, key, instance, field='config'):
     return _config.merge_server_config((settings.get('server_configs') or {}).get(key) or {}, instance.get(field) or {})
 
 
-def _lookup(config, *path):
-    for part in path:
-        if not isinstance(config, dict) or part not in config:
-            return None
-        config = config[part]
-    return config
-
-
 def fit_open_files(config, granted, titan_by_default, what, variable):
     """Settings that fit ``rocksdb``/``raftdb`` ``max-open-files`` into ``granted`` open files.
 
@@ -71,8 +64,11 @@ def fit_open_files(config, granted, titan_by_default, what, variable):
     """
     if granted is None:
         return {}
-    rocksdb, raftdb = _lookup(config, 'rocksdb', 'max-open-files'), _lookup(config, 'raftdb', 'max-open-files')
-    titan = _lookup(config, 'rocksdb', 'titan', 'enabled')
+
+    def setting(*path):
+        value = _config.lookup(config, path)
+        return None if value is _config.MISSING else value
+    rocksdb, raftdb, titan = setting('rocksdb', 'max-open-files'), setting('raftdb', 'max-open-files'), setting('rocksdb', 'titan', 'enabled')
     factor = 2 if (titan if isinstance(titan, bool) else titan_by_default) else 1
     need = RESERVED_OPEN_FDS + factor * (rocksdb or DEFAULT_MAX_OPEN_FILES) + (raftdb or DEFAULT_MAX_OPEN_FILES)
     if need <= granted:
@@ -101,10 +97,10 @@ class _Builder(object):
             if settings.get('backend') != 'kubernetes' else None
 
     def listen_at(self, port):
-        return _host_port(self.listen, self.ports[port])
+        return host_port(self.listen, self.ports[port])
 
     def advertise_at(self, port):
-        return _host_port(self.advertise, self.ports[port])
+        return host_port(self.advertise, self.ports[port])
 
     def pd(self):
         command = [

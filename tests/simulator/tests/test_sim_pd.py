@@ -52,7 +52,9 @@ def test_one_member_of_three_has_no_leader_and_hangs_a_sequential_start(sim):
     assert http_json("GET", pds[0].url("/pd/api/v1/leader")) == (200, None)
     assert not any('"ready"' in line for line in pds[0].stdout_lines)
     pds[1].start()
-    _status, body = wait_for_status(pds[0].url("/pd/api/v1/members"), 200, 10)
+    # A majority now: etcd elects a raft leader (PD's 3 s election interval, randomised up to twice
+    # that), and that member's PD campaigns for the leader key; allow for both under load.
+    _status, body = wait_for_status(pds[0].url("/pd/api/v1/members"), 200, 25)
     assert body["leader"]["name"] in ("pd0", "pd1")
 
 
