@@ -40,8 +40,7 @@ def cluster_model(settings, groups, hostvars, play_hosts):
         kinds = [topo.BY_GROUP[group].name for group in group_names if group in topo.BY_GROUP]
         hosts[host] = {'group_names': group_names, 'vars': _config.plain(_instance_vars(host_vars, kinds), name)}
     inventory = {'groups': registry_groups, 'hosts': hosts,
-                 'play_hosts': [host for host in play_hosts or [] if hosts[host]['group_names'] and
-                                any(group in topo.BY_GROUP for group in hosts[host]['group_names'])]}
+                 'play_hosts': [host for host in play_hosts or [] if any(group in topo.BY_GROUP for group in hosts[host]['group_names'])]}
     try:
         return _model.build(_config.plain(settings, name), inventory)
     except _config.ConfigError as error:

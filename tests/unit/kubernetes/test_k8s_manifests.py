@@ -274,3 +274,12 @@ def test_destroy_list_keeps_data_unless_asked(cluster):
     only_tikv = km.k8s_inventory(*cluster, destroy_data=True, kinds=["tikv"])
     assert {obj["name"] for obj in only_tikv} == {"tidb-tikv", "tidb-tikv-peer", "tidb-tikv-config", "data-tidb-tikv-0",
                                                   "data-tidb-tikv-1", "data-tidb-tikv-2"}
+
+
+def test_every_kind_has_a_render_file_prefix():
+    """Render mode names each kind's file by a prefix of roles/_kubernetes (sorting gives the apply order)."""
+    import yaml  # pylint: disable=import-outside-toplevel
+    with open(os.path.join(TOP, "roles", "_kubernetes", "vars", "main.yml"), encoding="utf-8") as handle:
+        prefixes = yaml.safe_load(handle)["__k8s_file_prefix"]
+    assert set(prefixes) == set(_model.topo.NAMES) | {"namespace"}
+    assert len(set(prefixes.values())) == len(prefixes) and prefixes["namespace"] == min(prefixes.values())
