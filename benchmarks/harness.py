@@ -128,12 +128,19 @@ def shift_inventory(hosts_yml, offset):
 
 
 def simulator_vars():
-    """inventories/simulator.yml; TIDBOPS_SIM_IMAGE swaps the image (e.g. a locally patched build)."""
+    """inventories/simulator.yml; TIDBOPS_SIM_IMAGE swaps the image (e.g. a locally patched build), pinned."""
     sim = load_yaml(REPO / "inventories" / "simulator.yml")
     image = os.environ.get("TIDBOPS_SIM_IMAGE")
     if image:
         sim["tidb_images"] = {component: image for component in sim["tidb_images"]}
     return sim
+
+
+def sim_image():
+    """The simulator image reference the simulator vars select (repository:version, or the pinned swap)."""
+    sim = simulator_vars()
+    image = sim["tidb_images"]["pd"]
+    return image if os.environ.get("TIDBOPS_SIM_IMAGE") else f"{image}:{sim['tidb_version']}"
 
 
 def sim_env(kind, **switches):

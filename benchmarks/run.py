@@ -334,7 +334,7 @@ def main(argv=None):
                "machine": machine_info(), "start_delays_s": graph.START_DELAYS, "graph": graph.DEPENDS}
     if not args.no_compose:
         results["machine"]["docker_compose"] = ensure_docker_compose()
-    image = harness.simulator_vars()["tidb_images"]["pd"]
+    image = harness.sim_image()
     results.update(sim_image=image, collections_path=str(harness.collections_path()))
     results["container_start_s"] = measure_container_start(image)
     log(f"container create+start: {results['container_start_s']:.2f} s")

@@ -68,6 +68,21 @@ def status_table(cluster, probes, states):
     return ['  '.join([str(cell).ljust(width) for cell, width in zip(row, widths)] + [str(row[-1])]).rstrip() for row in rows]
 
 
+def roll_candidates(names, cluster):
+    """The instances of a rolling restart as tidbops.cluster.roll_plan takes them: name, kind, id (the PD
+    member name, else the advertised address: a TiKV store's, a TiCDC capture's) and, for a pod, its ordinal."""
+    cluster = _config.plain(cluster, 'roll_candidates')
+    found = []
+    for name in names or []:
+        instance = cluster['instances'][name]
+        item = {'name': name, 'kind': instance['kind'],
+                'id': instance['pd_name'] if instance['kind'] == 'pd' else instance.get('addr', name)}
+        if instance.get('ordinal') is not None:
+            item['ordinal'] = instance['ordinal']
+        found.append(item)
+    return found
+
+
 def backend_role(backend):
     """The backend role that runs instances for tidb_backend (the registry's BACKENDS); '' when unknown."""
     return topo.BACKENDS.get(backend, '') if isinstance(backend, str) else ''
@@ -77,4 +92,5 @@ class FilterModule:
     """Cluster model filters."""
 
     def filters(self):
-        return {'cluster_model': cluster_model, 'status_table': status_table, 'backend_role': backend_role}
+        return {'cluster_model': cluster_model, 'status_table': status_table, 'backend_role': backend_role,
+                'roll_candidates': roll_candidates}

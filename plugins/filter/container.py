@@ -11,8 +11,12 @@ container specs, the files an engine host renders, the engine's listing, and eac
 * ``container_files(specs, names, secret)``: the ``directories`` of one tidbops.cluster.config_files
   run that writes the plain (or the secret) files of those instances.
 * ``container_listing(listing, backend, cluster)``: {container name: {exists, running, status, image,
-  labels}} from community.docker.docker_host_info or containers.podman.podman_container_info.
-* ``container_plan(spec, info, files_changed)``: create, update, restart or none.
+  image_id, labels}} from community.docker.docker_host_info or containers.podman.podman_container_info.
+* ``image_ids(images, references)``: {reference: image ID} of the references an image listing
+  (community.docker.docker_image_info, containers.podman.podman_image_info) holds.
+* ``container_plan(spec, info, files_changed, image_id)``: create, update, restart or none. The image
+  counts by its ID: a container is replaced when the ID its reference resolves to now differs from
+  the one it runs (a new version, or a tag that was pulled again), never silently by the engine.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import json
 from ansible.errors import AnsibleFilterError
 from ansible_collections.tidbops.cluster.plugins.module_utils import _config
 
-ABSENT = {'exists': False, 'running': False, 'status': 'absent', 'image': '', 'labels': {}}
+ABSENT = {'exists': False, 'running': False, 'status': 'absent', 'image': '', 'image_id': '', 'labels': {}}
 HASH_LABEL = 'tidbops.spec-hash'
 
 
@@ -47,7 +51,7 @@ def container_specs(cluster, settings):
             'backend': cluster['backend'],
             'name': '%s-%s' % (cluster['cluster_name'], host),
             'image': process['image'],
-            'pull': settings['image_pull'],
+            'stop_grace': process['stop_grace'],
             'entrypoint': process['entrypoint'],
             'command': process['command'],
             'env': process['env'],
@@ -84,13 +88,13 @@ def container_listing(listing, backend, cluster):
             labels = container.get('Labels') or {}
             names = [n.lstrip('/') for n in container.get('Names') or []]
             state = {'running': container.get('State') == 'running', 'status': container.get('State') or 'unknown',
-                     'image': container.get('Image') or ''}
+                     'image': container.get('Image') or '', 'image_id': _id(container.get('ImageID'))}
         else:
             labels = (container.get('Config') or {}).get('Labels') or {}
             names = [container.get('Name')]
             status = container.get('State') or {}
             state = {'running': bool(status.get('Running')), 'status': status.get('Status') or 'unknown',
-                     'image': container.get('ImageName') or ''}
+                     'image': container.get('ImageName') or '', 'image_id': _id(container.get('Image'))}
         if labels.get('tidbops.cluster') != cluster:
             continue
         for name in names:
@@ -98,15 +102,48 @@ def container_listing(listing, backend, cluster):
     return found
 
 
-def container_plan(spec, info, files_changed=False):
-    """create (none yet), update (it differs from its spec, or is not running), restart (it matches,
-    but a mounted file had to be rendered again) or none."""
+def _id(value):
+    """An image ID without its algorithm prefix (Docker writes sha256:..., Podman does not)."""
+    return (value or '').split(':', 1)[-1] if value else ''
+
+
+def _names(reference):
+    """The forms an engine may list a reference under (Docker drops docker.io/ and library/; Podman keeps them)."""
+    names = set([reference])
+    short = reference
+    for prefix in ('docker.io/', 'library/'):
+        if short.startswith(prefix):
+            short = short[len(prefix):]
+    names.update([short, 'docker.io/' + short])
+    if '/' not in short.split('@')[0].split(':')[0]:
+        names.add('docker.io/library/' + short)
+    return names
+
+
+def image_ids(images, references):
+    """{reference: image ID} for the references found among ``images`` (by tag, or by digest)."""
+    found = {}
+    for reference in references or []:
+        names = _names(reference)
+        for image in images or []:
+            listed = set((image.get('RepoTags') or []) + (image.get('RepoDigests') or []) + (image.get('Names') or []))
+            if names & listed:
+                found[reference] = _id(image.get('Id'))
+                break
+    return found
+
+
+def container_plan(spec, info, files_changed=False, image_id=None):
+    """create (none yet), update (it differs from its spec, runs another image ID, or is not running),
+    restart (it matches, but a mounted file had to be rendered again) or none."""
     if not isinstance(spec, dict) or 'hash' not in spec:
         raise AnsibleFilterError('container_plan: the input must be a spec from tidbops.cluster.container_specs')
     info = info or ABSENT
     if not info.get('exists'):
         return 'create'
-    if (info.get('labels') or {}).get(HASH_LABEL) != spec['hash'] or info.get('image') != spec['image'] or not info.get('running'):
+    if (info.get('labels') or {}).get(HASH_LABEL) != spec['hash'] or not info.get('running'):
+        return 'update'
+    if image_id and info.get('image_id') and _id(image_id) != info['image_id']:
         return 'update'
     return 'restart' if files_changed else 'none'
 
@@ -116,4 +153,4 @@ class FilterModule:
 
     def filters(self):
         return {'container_specs': container_specs, 'container_files': container_files,
-                'container_listing': container_listing, 'container_plan': container_plan}
+                'container_listing': container_listing, 'container_plan': container_plan, 'image_ids': image_ids}

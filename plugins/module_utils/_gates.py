@@ -72,7 +72,8 @@ def make_probe(client, params, deadline):
         return [rd.pd_ready(url, get(url, '/pd/api/v1/health'), get(url, '/pd/api/v1/members'), len(endpoints)) for url in endpoints]
 
     def probe_stores():
-        checks = rd.stores_ready(get(pd, '/pd/api/v1/stores?state=0&state=1&state=2'), addresses, component == 'tiflash')
+        checks = rd.stores_ready(get(pd, '/pd/api/v1/stores?state=0&state=1&state=2'), addresses, component == 'tiflash',
+                                 bool(params.get('restarted')))
         for url in endpoints:
             if component == 'tiflash':
                 checks.append(rd.tiflash_store_status(url, get(url, '/tiflash/store-status')))

@@ -31,6 +31,7 @@ import ipaddress
 import re
 
 from ansible_collections.tidbops.cluster.plugins.module_utils import _config
+from ansible_collections.tidbops.cluster.plugins.module_utils import _images
 from ansible_collections.tidbops.cluster.plugins.module_utils import _process
 from ansible_collections.tidbops.cluster.plugins.module_utils import _topology as topo
 
@@ -118,7 +119,7 @@ class Kubernetes(Addressing):
 
     def instance(self, kind, host, host_vars, index):
         pod = pod_name(self.settings, kind, index)
-        return {'engine_host': None, 'listen_host': '0.0.0.0', 'pod': pod,
+        return {'engine_host': None, 'listen_host': '0.0.0.0', 'pod': pod, 'ordinal': index,
                 'advertise_host': '%s.%s.%s.svc' % (pod, peer_service(self.settings, kind), self.namespace),
                 'access_host': '%s.%s' % (pod, peer_service(self.settings, kind))}
 
@@ -270,13 +271,36 @@ def _image_problems(settings, deployed_kinds):
         key = topo.kind(name).image
         if key not in needed:
             needed.append(key)
+    problems = _images.version_problems(settings)
     if not isinstance(images, dict):
-        return ['tidb_images must map each component to an image reference string; missing or not a string: '
-                + ', '.join(needed)]
+        return problems + ['tidb_images must map each component to an image reference string; missing or not a string: '
+                           + ', '.join(needed)]
     bad = [key for key in needed if not isinstance(images.get(key), str) or not images.get(key)]
     if bad:
-        return ['tidb_images must map each component to an image reference string; missing or not a string: ' + ', '.join(bad)]
-    return []
+        problems.append('tidb_images must map each component to an image reference string; missing or not a string: '
+                        + ', '.join(bad))
+    return problems
+
+
+def _restart_kinds(settings, deployed_kinds, problems):
+    """tidb_restart_components (kind names, or TiUP's server_configs keys such as cdc) as kind names."""
+    wanted = settings.get('restart_components')
+    if wanted in (None, '', []):
+        return list(deployed_kinds)
+    aliases = dict((kind.config_key, kind.name) for kind in topo.KINDS if kind.config_key)
+    if not isinstance(wanted, list) or not all(isinstance(item, str) for item in wanted):
+        problems.append('tidb_restart_components must be a list of components (%s)' % ', '.join(topo.NAMES))
+        return []
+    kinds = []
+    for item in wanted:
+        name = aliases.get(item, item)
+        if name not in topo.BY_NAME:
+            problems.append('tidb_restart_components: unknown component %r; expected some of %s' % (item, ', '.join(topo.NAMES)))
+        elif name not in deployed_kinds:
+            problems.append('tidb_restart_components: %s is not deployed in this cluster' % item)
+        elif name not in kinds:
+            kinds.append(name)
+    return [name for name in topo.UPDATE_ORDER if name in kinds]
 
 
 def _address_problems(settings, address, instances):
@@ -536,7 +560,8 @@ def _cluster_service(address, settings, kind, instances, members):
 def build(settings, inventory):
     """The cluster model (see the module docstring) from the settings and the inventory.
 
-    ``settings``: backend, cluster_name, network_mode, images, server_configs, tici_enabled, tici_s3,
+    ``settings``: backend, cluster_name, network_mode, images, version, component_versions,
+    restart_components, server_configs, tici_enabled, tici_s3,
     minio_root_user, minio_root_password, tici_tidb_user, tici_tidb_password, changefeed_id,
     cdc_flush_interval, container_env, backend_settings (the backend role's own settings).
     ``inventory``: groups {group: [host]}, hosts {host: {group_names, vars}}, play_hosts.
@@ -557,6 +582,7 @@ def build(settings, inventory):
     problems += pd_problems
     problems += _server_config_problems(settings, instances, members)
     problems += _tici_setting_problems(settings, members)
+    restart_kinds = _restart_kinds(settings, deployed_kinds, problems)
 
     model = {
         'backend': settings.get('backend'),
@@ -566,6 +592,8 @@ def build(settings, inventory):
         'tici_enabled': settings['tici_enabled'],
         'kinds': dict((kind.name, _kind_info(kind)) for kind in topo.KINDS),
         'deployed_kinds': deployed_kinds,
+        'update_order': [name for name in topo.UPDATE_ORDER if name in deployed_kinds],
+        'restart_kinds': restart_kinds,
         'instances': instances,
         'members': members,
         'transport': address.transport,
@@ -599,6 +627,8 @@ def build(settings, inventory):
             'sink_uri': _config.tici_sink_uri(s3, settings.get('cdc_flush_interval') or None),
             'replica_config': CHANGEFEED_REPLICA_CONFIG,
         }
+    model['images'] = dict((kind, _images.reference(settings, kind)) for kind in deployed_kinds)
+    model['image_sources'] = dict((kind, _images.source(settings, kind)) for kind in deployed_kinds)
     model['processes'] = {}
     for name, record in instances.items():
         if not record['deployed'] or problems:
@@ -640,6 +670,6 @@ def _pod_templates(model, settings, address, problems):
 
 
 def _kind_info(kind):
-    return {'title': kind.title, 'group': kind.group, 'role': kind.role, 'rolls': kind.rolls, 'stateful': kind.stateful,
+    return {'title': kind.title, 'group': kind.group, 'role': kind.role, 'stop_grace': kind.stop_grace, 'stateful': kind.stateful,
             'depends': list(kind.depends), 'store': kind.store, 'tici': kind.tici, 'http_port': kind.http_port,
             'probe': list(kind.probe), 'ports': [dict(name=p.name, default=p.default, label=p.label) for p in kind.ports]}

@@ -264,6 +264,18 @@ _ENV = {
 }
 
 
+def stop_grace(settings, kind_name):
+    """Seconds a stop waits before SIGKILL: the registry's, plus TiDB's graceful-wait-before-shutdown
+    (pingcap/tidb pkg/config: TiDB keeps serving that long after SIGTERM, its /status answering 500
+    so that load balancers move away, then closes its connections)."""
+    grace = topo.kind(kind_name).stop_grace
+    if kind_name == 'tidb':
+        wait = _config.lookup((settings.get('server_configs') or {}).get('tidb') or {}, ('graceful-wait-before-shutdown',))
+        if isinstance(wait, int) and not isinstance(wait, bool) and wait > 0:
+            grace += wait
+    return grace
+
+
 def spec(model, settings, instance):
     """The process spec of one instance: {kind, image, entrypoint, command, env, files, ports, data}."""
     kind = topo.kind(instance['kind'])
@@ -272,7 +284,8 @@ def spec(model, settings, instance):
     env.update((settings.get('container_env') or {}).get(kind.name) or {})
     return {
         'kind': kind.name,
-        'image': settings['images'][kind.image],
+        'image': model['images'][kind.name],
+        'stop_grace': stop_grace(settings, kind.name),
         'entrypoint': entrypoint,
         'command': command,
         'env': dict((str(key), str(value)) for key, value in env.items()),

@@ -104,12 +104,14 @@ def _store_rank(store):
     return 0 if name == STORE_UP else 1 if name == 'Disconnected' else 3 if name == 'Tombstone' else 2
 
 
-def stores_ready(response, addresses, tiflash):
+def stores_ready(response, addresses, tiflash, restarted=False):
     """``/pd/api/v1/stores``: one verdict per expected address.
 
     Ready: a store with that address is ``Up`` and of the right kind (an ``engine=tiflash``
     label for TiFlash, none for TiKV). Keep waiting: not bootstrapped (500), missing,
-    ``Disconnected``. Fail: ``Down``, ``Offline``, ``Tombstone``, or a store of the wrong kind.
+    ``Disconnected``, and ``Down`` when ``restarted`` (PD may mark a store Down while it restarts;
+    it comes back Up once it heartbeats). Fail: ``Down`` otherwise, ``Offline``, ``Tombstone``, or a
+    store of the wrong kind.
     """
     kind = 'TiFlash' if tiflash else 'TiKV'
     if not response.ok:
@@ -138,7 +140,7 @@ def stores_ready(response, addresses, tiflash):
             checks.append(Check(address, FAILED, '%s is a %s store, not %s' % (described, 'TiFlash' if engine else 'TiKV', kind), response))
         elif state == STORE_UP:
             checks.append(Check(address, READY, described, response))
-        elif state in STORE_STATES_FAIL:
+        elif state in STORE_STATES_FAIL and not (restarted and state == 'Down'):
             checks.append(Check(address, FAILED, described, response))
         else:
             checks.append(Check(address, WAITING, described, response))

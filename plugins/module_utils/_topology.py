@@ -36,7 +36,9 @@ Kind = namedtuple('Kind', [
     'http_port',    # port of the HTTP API the gate and the status table read
     'probe',        # (port name, HTTP path or None for a TCP check): a cheap liveness/readiness probe
     'stateful',     # keeps data of its own (a data volume or PVC)
-    'rolls',        # 'one_at_a_time' (with the gate after each) or 'together'
+    'stop_grace',   # seconds a stop waits for a clean shutdown before SIGKILL: 90, systemd's default
+                    # TimeoutStopSec, which TiUP's units keep (pkg/cluster/module/systemd.go); TiDB adds
+                    # its graceful-wait-before-shutdown (_process.stop_grace)
     'depends',      # kinds that must pass their gates before this one starts (docs/order.md)
     'store',        # registers a store in PD (gated by its address there)
     'tici',         # deployed only with tici_enabled
@@ -49,31 +51,31 @@ COMMON_VARS = ('advertise_host', 'listen_host', 'data_dir', 'config')
 KINDS = (
     Kind('pd', 'PD', 'pd_servers', 'pd', 'pd', 'pd',
          (Port('client_port', 2379, None, 'client'), Port('peer_port', 2380, None, 'peer')),
-         'client_port', ('client_port', '/pd/api/v1/health'), True, 'one_at_a_time', (), False, False,
+         'client_port', ('client_port', '/pd/api/v1/health'), True, 90, (), False, False,
          {'name': 'pd_name'}),
     Kind('tikv', 'TiKV', 'tikv_servers', 'tikv', 'tikv', 'tikv',
          (Port('port', 20160, 'tikv_port', 'server'), Port('status_port', 20180, None, 'status')),
-         'status_port', ('status_port', '/status'), True, 'one_at_a_time', ('pd',), True, False, {}),
+         'status_port', ('status_port', '/status'), True, 90, ('pd',), True, False, {}),
     Kind('minio', 'MinIO', 'minio_servers', 'minio', 'minio', None,
          (Port('port', 9000, 'minio_port', 's3'), Port('console_port', 9001, None, 'console')),
-         'port', ('port', '/minio/health/ready'), True, 'together', (), False, True, {}),
+         'port', ('port', '/minio/health/ready'), True, 90, (), False, True, {}),
     Kind('tidb', 'TiDB', 'tidb_servers', 'tidb', 'tidb', 'tidb',
          (Port('port', 4000, 'tidb_port', 'mysql'), Port('status_port', 10080, None, 'status')),
-         'status_port', ('status_port', '/status'), False, 'together', ('pd', 'tikv'), False, False, {}),
+         'status_port', ('status_port', '/status'), False, 90, ('pd', 'tikv'), False, False, {}),
     Kind('ticdc', 'TiCDC', 'cdc_servers', 'ticdc', 'ticdc', 'cdc',
          (Port('port', 8300, 'ticdc_port', 'api'),),
-         'port', ('port', '/status'), True, 'together', ('pd', 'tikv'), False, False, {}),
+         'port', ('port', '/status'), True, 90, ('pd', 'tikv'), False, False, {}),
     Kind('tici_meta', 'TiCI meta', 'tici_meta_servers', 'tici', 'tici', 'tici_meta',
          (Port('port', 8500, 'tici_port', 'grpc'), Port('status_port', 8501, None, 'status')),
-         'status_port', ('status_port', None), False, 'together', ('pd', 'tidb', 'minio'), False, True, {}),
+         'status_port', ('status_port', None), False, 90, ('pd', 'tidb', 'minio'), False, True, {}),
     Kind('tici_worker', 'TiCI worker', 'tici_worker_servers', 'tici', 'tici', 'tici_worker',
          (Port('port', 8510, 'tici_port', 'grpc'), Port('status_port', 8511, None, 'status')),
-         'status_port', ('status_port', None), True, 'together', ('pd', 'tici_meta', 'minio'), False, True, {}),
+         'status_port', ('status_port', None), True, 90, ('pd', 'tici_meta', 'minio'), False, True, {}),
     Kind('tiflash', 'TiFlash', 'tiflash_servers', 'tiflash', 'tiflash', 'tiflash',
          (Port('flash_service_port', 3930, None, 'service'), Port('flash_proxy_port', 20170, None, 'proxy'),
           Port('flash_proxy_status_port', 20292, None, 'proxy-status'), Port('metrics_port', 8234, None, 'metrics'),
           Port('tici_reader_port', 8520, None, 'tici-reader')),
-         'flash_proxy_status_port', ('flash_proxy_status_port', '/tiflash/readyz'), True, 'together',
+         'flash_proxy_status_port', ('flash_proxy_status_port', '/tiflash/readyz'), True, 90,
          ('pd', 'tikv', 'tici_meta', 'tici_worker'), True, False, {'learner_config': None}),
 )
 
@@ -86,6 +88,12 @@ STORE_KINDS = tuple(kind.name for kind in KINDS if kind.store)
 TICI_PORTS = ('tici_reader_port',)
 # server_configs keys that belong to no kind of their own: TiFlash's proxy (learner) file.
 EXTRA_CONFIG_KEYS = ('tiflash-learner',)
+
+# The order a rolling restart or upgrade takes, kind by kind: TiUP's ComponentsByUpdateOrder on its
+# feature/fts branch (pingcap/tiup pkg/cluster/spec/spec.go, TiCDC >= v5.1.0 placement), with MinIO,
+# which TiUP does not run, last. Within a kind, one instance at a time; the PD leader and the TiCDC
+# owner go last (pkg/cluster/operation/upgrade.go checkAndDeferPDLeader).
+UPDATE_ORDER = ('tiflash', 'ticdc', 'tici_worker', 'tici_meta', 'pd', 'tikv', 'tidb', 'minio')
 
 # tidb_backend -> the backend role that runs instances (docs/architecture.md, "Backends").
 BACKENDS = {

@@ -62,6 +62,12 @@ options:
       - Required for V(tikv) and V(tiflash).
     type: list
     elements: str
+  restarted:
+    description:
+      - The instances were just restarted (a rolling restart). A TiKV or TiFlash store that PD marks C(Down) then keeps
+        the gate waiting for it to come back C(Up) within O(timeout), instead of failing it at once.
+    type: bool
+    default: false
   timeout:
     description: Seconds the whole wait may take.
     type: float
@@ -183,6 +189,7 @@ def main():
         timeout=dict(type='float', default=600),
         interval=dict(type='float', default=0.2),
         max_interval=dict(type='float', default=0.5),
+        restarted=dict(type='bool', default=False),
     )
     argument_spec.update(CONNECTION_ARGSPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)

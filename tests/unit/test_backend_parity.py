@@ -46,9 +46,10 @@ def _inventory(strip_ports=False):
 
 def _settings(backend, backend_settings):
     group_vars = _load("inventories/local-ha/group_vars/all.yml")
-    images = _load("inventories/simulator.yml")["tidb_images"]
+    simulator = _load("inventories/simulator.yml")
     return {
-        "backend": backend, "cluster_name": "tidbha", "network_mode": "host", "images": images,
+        "backend": backend, "cluster_name": "tidbha", "network_mode": "host", "images": simulator["tidb_images"],
+        "version": simulator["tidb_version"],
         "server_configs": copy.deepcopy(group_vars.get("server_configs") or {}), "tici_enabled": True, "tici_s3": {},
         "minio_root_user": group_vars["minio_root_user"], "minio_root_password": group_vars["minio_root_password"],
         "tici_tidb_user": "root", "tici_tidb_password": "", "changefeed_id": "tici-replication-task",

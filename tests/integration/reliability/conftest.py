@@ -22,7 +22,7 @@ import harness  # noqa: E402  pylint: disable=wrong-import-position,import-error
 def _docker_ready():
     if shutil.which("docker") is None:
         return "docker CLI not installed"
-    image = harness.simulator_vars()["tidb_images"]["pd"]
+    image = harness.sim_image()
     proc = subprocess.run(["docker", "image", "inspect", image], check=False, capture_output=True)
     if proc.returncode != 0:
         return f"simulator image {image} missing (tests/simulator/image/build.sh docker)"

@@ -215,6 +215,10 @@ RULES = [
     ({"backend": "lxc"}, "tidb_backend must be one of docker, podman, kubernetes (got lxc)"),
     ({"network_mode": "overlay"}, "tidb_network_mode must be one of host, bridge (got overlay)"),
     ({"images": {"pd": 1}}, "missing or not a string: pd, tikv"),
+    ({"version": "v9 beta"}, "tidb_version must be an image tag"),
+    ({"component_versions": {"ticdc": "v9"}}, "component_versions.ticdc: unknown component; expected one of cdc,"),
+    ({"restart_components": ["tikv", "tivk"]}, "tidb_restart_components: unknown component 'tivk'; expected some of pd, tikv"),
+    ({"restart_components": "tikv"}, "tidb_restart_components must be a list of components"),
     ({"inventory_args": {"host_vars": {"tikv0": {"port": "20160a"}}}}, "tikv0: port=20160a"),
     ({"inventory_args": {"host_vars": {"tidb0": {"tidb_port": 2379}}}}, "127.0.0.1:2379 is pd0.client_port and tidb0.tidb_port"),
     ({"inventory_args": {"host_vars": {"tidb0": {"advertise_host": "0.0.0.0"}}}}, "not 0.0.0.0 or :: (instances: tidb0)"),
@@ -293,3 +297,29 @@ def test_the_shipped_inventories_pass():
                       backend_settings={"ulimits": dict({"nofile": 1000000}, **group_vars["tidb_container_ulimits"])})
         assert model["problems"] == [], (name, model["problems"])
         assert os.path.basename(name) and len(model["processes"]) == sum(len(v) for v in groups.values())
+
+
+# ---------------------------------------------------------------------------------------------
+# Versions and rolling
+
+def test_images_follow_the_versions_and_pinned_entries_stay():
+    repos = {key: "example.invalid/%s" % key for key in ("pd", "tikv", "tidb", "tiflash", "ticdc", "tici")}
+    model = ok(images=dict(repos, minio="example.invalid/minio:pinned"), version="v9.0.0", component_versions={"tikv": "v9.0.1"})
+    assert model["images"]["pd"] == "example.invalid/pd:v9.0.0"
+    assert model["images"]["tikv"] == "example.invalid/tikv:v9.0.1"
+    assert model["images"]["minio"] == "example.invalid/minio:pinned"
+    assert model["processes"]["tikv0"]["image"] == "example.invalid/tikv:v9.0.1"
+    assert model["image_sources"]["tikv"] == "tidb_images.tikv with component_versions.tikv"
+
+
+def test_update_order_and_restart_kinds_follow_tiup():
+    model = ok(restart_components=["tidb", "cdc", "tikv"])
+    assert model["update_order"] == ["tiflash", "ticdc", "tici_worker", "tici_meta", "pd", "tikv", "tidb", "minio"]
+    assert model["restart_kinds"] == ["ticdc", "tikv", "tidb"]
+    assert ok()["restart_kinds"] == model["deployed_kinds"]
+
+
+def test_stop_grace_adds_tidbs_graceful_wait():
+    model = ok(server_configs={"tidb": {"graceful-wait-before-shutdown": 20}})
+    assert model["processes"]["tidb0"]["stop_grace"] == 110
+    assert model["processes"]["tikv0"]["stop_grace"] == 90

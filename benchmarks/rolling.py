@@ -1,0 +1,180 @@
+# Copyright (c) tidbops.cluster contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Watch a rolling restart or upgrade from outside the collection: an independent poller of the PD
+and TiDB APIs, and the engine's own events. Shared by the reliability suite and the benchmark.
+
+The poller reads, every ``interval`` seconds, the PD leader, every store's state and leader count,
+and each TiDB's /status; ``engine_events`` gives Docker's container events of the run. ``verdicts``
+checks what a rolling procedure promises against both records, with no help from the collection.
+"""
+
+import json
+import os
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import harness
+
+
+def _get(url, timeout=1.0):
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, b""
+    except OSError:
+        return None, b""
+
+
+class Poller(threading.Thread):
+    """Samples {t, leader, stores {address: (state, leader_count)}, tidb {host: status}} until stopped."""
+
+    def __init__(self, pd_urls, tidb_status_urls, interval=0.2):
+        super().__init__(daemon=True)
+        self.pd_urls = list(pd_urls)
+        self.tidb = dict(tidb_status_urls)
+        self.interval = interval
+        self.samples = []
+        self._halt = threading.Event()
+
+    def _pd(self, path):
+        for url in self.pd_urls:
+            status, body = _get(url + path)
+            if status == 200:
+                try:
+                    return json.loads(body)
+                except ValueError:
+                    continue
+        return None
+
+    def sample(self):
+        now = time.time()
+        leader = self._pd("/pd/api/v1/leader")
+        stores = self._pd("/pd/api/v1/stores") or {}
+        views = {}
+        for entry in stores.get("stores") or []:
+            store, status = entry.get("store") or {}, entry.get("status") or {}
+            views[store.get("address")] = (store.get("state_name"), int(status.get("leader_count") or 0))
+        tidb = {host: _get(url + "/status")[0] for host, url in self.tidb.items()}
+        return {"t": now, "leader": (leader or {}).get("name"), "stores": views, "tidb": tidb}
+
+    def run(self):
+        while not self._halt.is_set():
+            self.samples.append(self.sample())
+            self._halt.wait(self.interval)
+
+    def stop(self):
+        self._halt.set()
+        self.join(10)
+        return self.samples
+
+
+def cluster_urls(cluster):
+    """PD client URLs and {tidb host: status URL} of a harness cluster (host networking on 127.0.0.1)."""
+    pd = [f"http://127.0.0.1:{v.get('client_port')}" for _h, _k, v in cluster.instances("pd")]
+    tidb = {h: f"http://127.0.0.1:{v.get('status_port')}" for h, _k, v in cluster.instances("tidb")}
+    return pd, tidb
+
+
+def engine_events(cluster_name, since, until):
+    """Docker's container events of one cluster between two epoch times: [{t, name, action}] in order."""
+    out = subprocess.run(["docker", "events", "--since", f"{since:.3f}", "--until", f"{until:.3f}", "--format", "{{json .}}",
+                          "--filter", "type=container", "--filter", f"label=tidbops.cluster={cluster_name}"],
+                         check=True, capture_output=True, text=True, timeout=60).stdout
+    events = []
+    for line in out.splitlines():
+        event = json.loads(line)
+        action = event.get("Action") or event.get("status") or ""
+        events.append({"t": event["timeNano"] / 1e9, "name": event["Actor"]["Attributes"]["name"], "action": action.split(":")[0]})
+    return events
+
+
+def outages(events):
+    """{container name: [(down at, up at or None)]}: from its first kill/stop/die to its next start."""
+    found, down = {}, {}
+    for event in events:
+        name, action = event["name"], event["action"]
+        if action in ("kill", "stop", "die") and name not in down:
+            down[name] = event["t"]
+        elif action == "start":
+            found.setdefault(name, []).append((down.pop(name, event["t"]), event["t"]))
+    for name, since in down.items():
+        found.setdefault(name, []).append((since, None))
+    return found
+
+
+def restarted(events):
+    """Names of the containers that were started during the events."""
+    return sorted({event["name"] for event in events if event["action"] == "start"})
+
+
+def _last_before(samples, t):
+    before = [sample for sample in samples if sample["t"] < t]
+    return before[-1] if before else None
+
+
+def verdicts(cluster, samples, events):
+    """What went wrong, as texts (empty when the procedure kept every promise)."""
+    problems = []
+    down = outages(events)
+    name_of = {cluster.container(host): (host, kind, host_vars) for host, kind, host_vars in cluster.instances()}
+    stores = {cluster.container(h): f"127.0.0.1:{v.get('tikv_port', v.get('port'))}" for h, _k, v in cluster.instances("tikv")}
+    # Every TiKV stopped only after PD reported its leader count 0.
+    for name, address in stores.items():
+        for since, _until in down.get(name, []):
+            sample = _last_before(samples, since)
+            if sample is None or address not in sample["stores"]:
+                problems.append(f"{name}: no observation of store {address} before it stopped at {since:.3f}")
+            elif sample["stores"][address][1] != 0:
+                problems.append(f"{name}: stopped at {since:.3f} while leading {sample['stores'][address][1]} regions")
+    # The PD leader went last among PDs and had lost leadership before it stopped.
+    pd_names = {cluster.container(h): v.get("name", h) for h, _k, v in cluster.instances("pd")}
+    pd_stops = sorted((since, name) for name in pd_names for since, _until in down.get(name, []))
+    first_pd = pd_stops[0][0] if pd_stops else None
+    leader_at_start = (_last_before(samples, first_pd) or {}).get("leader") if first_pd else None
+    if pd_stops and leader_at_start:
+        if pd_names[pd_stops[-1][1]] != leader_at_start:
+            problems.append(f"PD leader {leader_at_start} was not the last PD to stop (order {[n for _t, n in pd_stops]})")
+        for since, name in pd_stops:
+            sample = _last_before(samples, since)
+            if sample and sample["leader"] == pd_names[name]:
+                problems.append(f"{name} stopped at {since:.3f} while it still led PD")
+    # At least one TiDB answered /status 200 at every poll.
+    for sample in samples:
+        if sample["tidb"] and 200 not in sample["tidb"].values():
+            problems.append(f"no TiDB answered /status 200 at {sample['t']:.3f}: {sample['tidb']}")
+            break
+    # No two instances of one component down at once.
+    by_kind = {}
+    for name, windows in down.items():
+        if name in name_of:
+            by_kind.setdefault(name_of[name][1], []).extend((a, b if b is not None else float("inf"), name) for a, b in windows)
+    for kind, windows in by_kind.items():
+        windows.sort()
+        for (a1, b1, n1), (a2, _b2, n2) in zip(windows, windows[1:]):
+            if a2 < b1 and n1 != n2:
+                problems.append(f"{kind}: {n1} and {n2} were down together ({a2:.3f} < {b1:.3f})")
+    return problems
+
+
+def derive_sim_image(engine, tag):
+    """localhost/tidbsim:<tag>, a different image ID on top of the simulator image (one label more),
+    to upgrade to; built without pulling. Returns the reference."""
+    base = harness.sim_image()
+    reference = f"localhost/tidbsim:{tag}"
+    dockerfile = f"FROM {base}\nLABEL tidbsim.derived-tag=\"{tag}\"\n"
+    if engine == "podman":
+        argv, env = ["podman", "build", "-q", "--pull=never", "-t", reference, "-"], None
+    else:
+        argv, env = ["docker", "build", "-q", "-t", reference, "-"], {"DOCKER_BUILDKIT": "0"}
+    subprocess.run(argv, input=dockerfile, text=True, check=True, capture_output=True, timeout=300,
+                   env=dict(os.environ, **(env or {})))
+    return reference
+
+
+def image_id(engine, reference):
+    return subprocess.run([engine, "image", "inspect", "--format", "{{.Id}}", reference],
+                          check=True, capture_output=True, text=True).stdout.strip()

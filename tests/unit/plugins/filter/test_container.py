@@ -1,0 +1,47 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) tidbops maintainers
+# Apache License 2.0 (see LICENSE)
+"""The container backend's image IDs and plan (plugins/filter/container.py)."""
+
+from __future__ import annotations
+
+from ansible_collections.tidbops.cluster.plugins.filter.container import container_listing, container_plan, image_ids
+
+SPEC = {'hash': 'h1', 'image': 'localhost/tidbsim:0.1.0'}
+
+
+def running(image_id='sha256:aaa', hash_='h1', running_=True):
+    return {'exists': True, 'running': running_, 'image_id': image_id.split(':', 1)[-1], 'labels': {'tidbops.spec-hash': hash_}}
+
+
+def test_docker_and_podman_listings_give_the_image_id_without_prefix():
+    docker = [{'Names': ['/c-pd0'], 'State': 'running', 'Image': 'localhost/tidbsim:0.1.0', 'ImageID': 'sha256:abc',
+               'Labels': {'tidbops.cluster': 'c'}}]
+    podman = [{'Name': 'c-pd0', 'State': {'Running': True, 'Status': 'running'}, 'ImageName': 'localhost/tidbsim:0.1.0',
+               'Image': 'abc', 'Config': {'Labels': {'tidbops.cluster': 'c'}}}]
+    assert container_listing(docker, 'docker', 'c')['c-pd0']['image_id'] == 'abc'
+    assert container_listing(podman, 'podman', 'c')['c-pd0']['image_id'] == 'abc'
+
+
+def test_image_ids_match_tags_digests_and_the_names_engines_rewrite():
+    digest = 'quay.io/minio/minio@sha256:' + 'd' * 64
+    images = [
+        {'Id': 'sha256:111', 'RepoTags': ['localhost/tidbsim:0.1.0'], 'RepoDigests': []},
+        {'Id': '222', 'RepoTags': ['docker.io/pingcap/pd:v9'], 'RepoDigests': []},  # Podman keeps docker.io/
+        {'Id': 'sha256:333', 'RepoTags': ['busybox:1'], 'RepoDigests': []},  # Docker drops library/
+        {'Id': 'sha256:444', 'RepoTags': [], 'RepoDigests': [digest]},
+    ]
+    found = image_ids(images, ['localhost/tidbsim:0.1.0', 'pingcap/pd:v9', 'docker.io/library/busybox:1', digest, 'x/missing:1'])
+    assert found == {'localhost/tidbsim:0.1.0': '111', 'pingcap/pd:v9': '222', 'docker.io/library/busybox:1': '333', digest: '444'}
+
+
+def test_the_plan_compares_image_ids():
+    assert container_plan(SPEC, None) == 'create'
+    assert container_plan(SPEC, running(), False, 'sha256:aaa') == 'none'
+    # The tag now resolves to another image (a new build pulled): replace, through the rolling path.
+    assert container_plan(SPEC, running(), False, 'sha256:bbb') == 'update'
+    assert container_plan(SPEC, running(hash_='h0'), False, 'sha256:aaa') == 'update'
+    assert container_plan(SPEC, running(running_=False), False, 'sha256:aaa') == 'update'
+    assert container_plan(SPEC, running(), True, 'sha256:aaa') == 'restart'
+    # Unknown (check mode before a pull): the spec hash decides alone.
+    assert container_plan(SPEC, running(), False, '') == 'none'
