@@ -178,3 +178,25 @@ def derive_sim_image(engine, tag):
 def image_id(engine, reference):
     return subprocess.run([engine, "image", "inspect", "--format", "{{.Id}}", reference],
                           check=True, capture_output=True, text=True).stdout.strip()
+
+
+def floor(run, events):
+    """The least a rolling procedure could take, from its own run: the sum, over every instance it
+    replaced, of its restart-to-ready time (its container's kill event to the end of the gate that
+    followed it) plus the time spent moving leaders away (the instance_drain steps). Returns
+    (floor seconds, {container: restart-to-ready}, drain seconds)."""
+    gate_ends = sorted(e["t"] for e in run.events if e["event"] == "task_end"
+                       and e.get("action") == "tidbops.cluster.component_ready" and e.get("status") == "ok")
+    drain_starts = sorted(e["t"] for e in run.events if e["event"] == "task_start" and e.get("action") == "tidbops.cluster.instance_drain")
+    drains = 0.0
+    for event in run.events:
+        if event["event"] == "task_end" and event.get("action") == "tidbops.cluster.instance_drain" \
+                and "Move the leaders away" in event["task"] and event.get("status") == "ok":
+            drains += event["t"] - max((t for t in drain_starts if t <= event["t"]), default=event["t"])
+    ready = {}
+    for name, windows in outages(events).items():
+        for down, _up in windows:
+            end = next((t for t in gate_ends if t > down), None)
+            if end is not None:
+                ready[name] = ready.get(name, 0.0) + end - down
+    return sum(ready.values()) + drains, ready, drains

@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import compose  # noqa: E402  pylint: disable=wrong-import-position
 import graph  # noqa: E402  pylint: disable=wrong-import-position
 import harness  # noqa: E402  pylint: disable=wrong-import-position
+import rolling  # noqa: E402  pylint: disable=wrong-import-position
 
 RESULTS = harness.REPO / "benchmarks" / "results"
 GATE_TIMEOUT = 300
@@ -43,6 +44,10 @@ BUDGETS = [
     ("detect", "detection latency median <= 0.5 s",
      lambda r: (r["detect_latency_median_s"], 0.5,
                 r["detect_latency_median_s"] is not None and r["detect_latency_median_s"] <= 0.5)),
+    ("upgrade_vs_floor", "rolling upgrade <= floor + 30 s (local-ha)",
+     lambda r: (r["upgrade_s"], r["upgrade_floor_s"] + 30, r["upgrade_s"] <= r["upgrade_floor_s"] + 30
+                and not any(r["samples"]["upgrade_verdicts"]))
+     if "upgrade_s" in r else (None, None, True)),
     ("changefeed", "idempotent changefeed run = 1 request",
      lambda r: (r["changefeed_idempotent_requests"], 1, r["changefeed_idempotent_requests"] == 1)),
 ]
@@ -203,7 +208,37 @@ def bench_compose(cluster, reps, workdir):
 
 # ---------------------------------------------------------------- one topology
 
-def bench_topology(base, reps, container_start_s, with_compose):
+def bench_upgrade(cluster, extra, reps):
+    """Rolling upgrades of the running cluster, one per repetition, each to a new simulator image (a
+    different image ID): wall time, and the floor from the same run (benchmarks/rolling.py floor)."""
+    found = {"upgrade_s": [], "upgrade_floor_s": [], "upgrade_drain_s": [], "upgrade_verdicts": []}
+    base = harness.simulator_vars()["tidb_version"]
+    for rep in range(reps):
+        tag = f"{base}-bench{rep + 1}"
+        rolling.derive_sim_image("docker", tag)
+        pd_urls, tidb_urls = rolling.cluster_urls(cluster)
+        poller = rolling.Poller(pd_urls, tidb_urls)
+        poller.start()
+        since = time.time()
+        try:
+            run = cluster.run("upgrade", dict(extra, tidb_version=tag))
+        finally:
+            samples = poller.stop()
+        events = rolling.engine_events(cluster.name, since, time.time() + 1)
+        if run.rc != 0:
+            raise RuntimeError(f"upgrade.yml failed (rc {run.rc}); see {cluster.workdir}:\n{run.stdout[-3000:]}")
+        floor_s, _ready, drain_s = rolling.floor(run, events)
+        verdicts = rolling.verdicts(cluster, samples, events)
+        log(f"upgrade rep {rep + 1}: {run.wall_s:.1f} s, floor {floor_s:.1f} s (drains {drain_s:.1f} s), "
+            f"{len(rolling.restarted(events))} containers, problems seen by the poller: {verdicts or 'none'}")
+        found["upgrade_s"].append(run.wall_s)
+        found["upgrade_floor_s"].append(floor_s)
+        found["upgrade_drain_s"].append(drain_s)
+        found["upgrade_verdicts"].append(verdicts)
+    return found
+
+
+def bench_topology(base, reps, container_start_s, with_compose, upgrade=False):
     cluster = harness.Cluster(base, name=f"bench{base.replace('local', 'l').replace('-', '')}")
     extra = {"tidb_container_env": graph.container_env(), "tidb_gate_timeout": GATE_TIMEOUT}
     samples = {"converge_s": [], "noop_s": [], "noop_changed": [], "changefeed_requests": [], "latencies": []}
@@ -226,6 +261,8 @@ def bench_topology(base, reps, container_start_s, with_compose):
             samples["latencies"].append(latencies)
             phases.append(phase_times(cold))
             profile = task_profile(cold)
+        if upgrade:
+            samples.update(bench_upgrade(cluster, extra, reps))
         compose_times = bench_compose(cluster, reps, cluster.workdir / "compose") if with_compose else []
     finally:
         cluster.destroy()
@@ -242,6 +279,8 @@ def bench_topology(base, reps, container_start_s, with_compose):
         "detect_latency_p95_s": p95(all_latencies),
         "detect_latency_by_component_s": {kind: median([rep.get(kind) for rep in samples["latencies"]])
                                           for kind in graph.START_DELAYS},
+        **({"upgrade_s": median(samples["upgrade_s"]), "upgrade_floor_s": median(samples["upgrade_floor_s"]),
+            "upgrade_drain_s": median(samples["upgrade_drain_s"])} if samples.get("upgrade_s") else {}),
         "changefeed_idempotent_requests": max((c for c in samples["changefeed_requests"] if c is not None), default=None),
         "phases_s": {name: median([p.get(name) for p in phases]) for name in phases[0]} if phases else {},
         "profile": profile,
@@ -279,7 +318,9 @@ def write_markdown(results, path):
     for key, label in [("converge_s", "cold converge (site.yml)"), ("floor_s", "floor (critical path)"),
                        ("compose_s", "docker-compose peer"), ("noop_s", "no-op re-run"), ("noop_changed", "no-op changed tasks"),
                        ("detect_latency_median_s", "readiness detection, median"), ("detect_latency_p95_s", "readiness detection, p95"),
-                       ("changefeed_idempotent_requests", "requests, idempotent changefeed run")]:
+                       ("changefeed_idempotent_requests", "requests, idempotent changefeed run"),
+                       ("upgrade_s", "rolling upgrade (upgrade.yml)"), ("upgrade_floor_s", "rolling upgrade floor"),
+                       ("upgrade_drain_s", "of which leader transfers")]:
         lines.append(f"| {label} | " + " | ".join(_fmt(results[t].get(key)) for t in topologies) + " |")
     lines += ["", "| Budget | " + " | ".join(topologies) + " |", "|---|" + "---|" * len(topologies)]
     for i, (_key, text, _check) in enumerate(BUDGETS):
@@ -325,6 +366,7 @@ def main(argv=None):
     parser.add_argument("--topologies", default="local,local-ha", help="inventories to copy (default local,local-ha)")
     parser.add_argument("--no-compose", action="store_true", help="skip the docker-compose peer")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory (default benchmarks/results)")
+    parser.add_argument("--no-upgrade", action="store_true", help="skip the rolling upgrade of local-ha")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a budget is missed")
     args = parser.parse_args(argv)
     if args.reps < 1:
@@ -340,7 +382,8 @@ def main(argv=None):
     log(f"container create+start: {results['container_start_s']:.2f} s")
     for base in args.topologies.split(","):
         key = base.replace("-", "_")
-        results[key] = bench_topology(base, args.reps, results["container_start_s"], not args.no_compose)
+        results[key] = bench_topology(base, args.reps, results["container_start_s"], not args.no_compose,
+                                      upgrade=base == "local-ha" and not args.no_upgrade)
         results[key]["budgets"] = check_budgets(results[key])
     if "local" in results and "local_ha" in results:
         results["ha_growth"] = {"converge_ratio": results["local_ha"]["converge_s"] / results["local"]["converge_s"],

@@ -15,7 +15,8 @@ of pkg/cluster/spec/pd.go, tikv.go, cdc.go; ../shared/reference/operations.md se
   member leads.
 * TiKV: before each stop an ``evict-leader-scheduler`` for its store (``POST /pd/api/v1/schedulers``),
   then the store's ``leader_count`` must reach 0; after the store is Up again the scheduler goes
-  (``DELETE /pd/api/v1/schedulers/evict-leader-scheduler-{id}``). PD omits a counter that is 0.
+  (``DELETE /pd/api/v1/schedulers/evict-leader-scheduler-{id}``). An absent counter reads as 0 (PD
+  v3 omitted zero counters; the simulator still does, the harder case for a reader).
   Unlike TiUP, every scheduler this collection adds is recorded in PD's etcd (``/v3/kv/put`` under
   ``MARKER_PREFIX``), so a run killed mid-way leaves a trace the next run removes, and a scheduler a
   DBA added by hand is never touched.
@@ -66,7 +67,7 @@ def _store_rank(store):
 
 
 def stores_by_address(payload):
-    """``GET /pd/api/v1/stores``: {address: {id, state, leader_count, region_count}}, counters 0 when omitted."""
+    """``GET /pd/api/v1/stores``: {address: {id, state, leader_count, region_count}}, counters 0 when absent."""
     found = {}
     for entry in (payload or {}).get('stores') or [] if isinstance(payload, dict) else []:
         if not isinstance(entry, dict):
@@ -151,18 +152,22 @@ def roll_order(instances, update_order, leaders, leader_last=True):
 
 
 def pd_quorum_problem(health, rolling):
-    """A problem text when restarting one PD of ``rolling`` (names) could leave PD without a quorum."""
+    """A problem text when an unhealthy PD member means that restarting one PD of ``rolling`` (names)
+    would leave PD without a quorum. With every member healthy there is none: a cluster of one or two
+    PDs loses its quorum whenever one restarts, which no order avoids (TiUP restarts it as well)."""
     if not rolling or not health:
         return None
     members = len(health)
     healthy = [name for name, ok in health.items() if ok]
     unhealthy = sorted(name for name, ok in health.items() if not ok)
+    if not unhealthy:
+        return None
     quorum = members // 2 + 1
     # Every PD that rolls is healthy before it stops (or it is one of the unhealthy ones).
     worst = len(healthy) - (1 if any(name in healthy for name in rolling) else 0)
     if worst < quorum:
         return ('PD %s unhealthy: with one more member restarting, %d of %d would be healthy, below the quorum of %d; '
-                'bring %s back first' % (', '.join(unhealthy) or 'members', worst, members, quorum, ', '.join(unhealthy) or 'them'))
+                'bring %s back first' % (', '.join(unhealthy), worst, members, quorum, ', '.join(unhealthy)))
     return None
 
 

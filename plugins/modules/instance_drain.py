@@ -18,7 +18,7 @@ description:
     (C(/pd/api/v1/leader/transfer/{name}), else C(/leader/resign)) and the module waits until another member
     leads. A follower needs nothing.
   - C(tikv), O(state=drained) - adds an C(evict-leader-scheduler) for the store that advertises O(instance) and
-    waits until PD reports its C(leader_count) as 0 (PD omits a zero counter). The scheduler is recorded in
+    waits until PD reports its C(leader_count) as 0 (an absent counter counts as 0). The scheduler is recorded in
     PD's etcd (key C(/tidbops/evict-leader/<store id>)) before it is added, so that a run that is killed
     mid-way leaves a trace.
   - C(tikv), O(state=released) - removes that scheduler and its record; without O(instance), every

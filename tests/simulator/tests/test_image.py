@@ -120,9 +120,13 @@ def test_pd_tikv_tidb_containers_get_ready_and_stop_fast(containers, tmp_path):
     assert http_get(f"http://127.0.0.1:{kv_status}/status")[0] == 200
     assert '"tidbsim": "ready"' in containers.logs(pd)
     assert json.loads(http_get(f"http://127.0.0.1:{client}/version")[1])["etcdserver"] == "3.5.1"  # a real etcd in the image
+    # The only TiKV leads every region; stopping it is an "unsafe stop", visible in the container log.
+    wait_until(lambda: json.loads(http_get(f"http://127.0.0.1:{client}/pd/api/v1/stores")[1])["stores"][0]["status"]
+               .get("leader_count") == 24, 10, "24 region leaders on the TiKV")
     for name in (tidb, tikv, pd):
         assert containers.stop(name) < 5  # SIGTERM handled by PID 1, no 10 s kill
         assert containers.exit_code(name) == 0
+    assert "[WARN] unsafe stop: store 1 still leads 24 regions" in containers.logs(tikv)
 
 
 def test_minio_entrypoint_prepends_minio_and_cdc_needs_server(containers):

@@ -141,6 +141,15 @@ class Etcd:
         reply = self.call("/v3/kv/txn", {"compare": [compare], "success": [{"request_put": {"key": _b64(key), "value": _b64(value)}}]})
         return bool(reply.get("succeeded"))
 
+    def put_if_value(self, cond_key, cond_value, puts=(), deletes=()):
+        """Txn If(Value(cond_key) == cond_value) Then puts and deletes: PD's LeaderTxn, so a member
+        that no longer leads cannot write. True on success."""
+        success = [{"request_put": {"key": _b64(k), "value": _b64(v)}} for k, v in puts]
+        success += [{"request_delete_range": {"key": _b64(k)}} for k in deletes]
+        reply = self.call("/v3/kv/txn", {"compare": [{"key": _b64(cond_key), "target": "VALUE", "value": _b64(cond_value)}],
+                                         "success": success})
+        return bool(reply.get("succeeded"))
+
     # ------------------------------------------------------------ leases
 
     def grant(self, ttl):

@@ -8,6 +8,13 @@ TCP port); the simulator's HTTP server on the client URLs forwards every `/v3/*`
 unchanged. On top of etcd, as PD does: the cluster id at `/pd/cluster_id`, the PD leader elected by
 campaigning for `/pd/<cluster_id>/leader` on a lease (only the etcd raft leader campaigns), stores
 and the replication config in etcd keys; store heartbeat times live in the leader's memory.
+
+Regions and leaders (regions.py) and the schedulers live in etcd too, written only while this
+member holds the leader key (PD's LeaderTxn): the region model at `/pd/<id>/tidbsim/regions`, the
+enabled schedulers at `/pd/<id>/tidbsim/schedulers`, the evict-leader config where PD keeps it,
+`/pd/<id>/scheduler_config/evict-leader-scheduler`. A new leader continues from them. The
+scheduler API follows tikv/pd v8.5 server/api/scheduler.go and
+pkg/schedule/schedulers/evict_leader.go (see schedulers_post and schedulers_delete).
 """
 
 import concurrent.futures
@@ -27,6 +34,7 @@ import urllib.parse
 from . import common, storage
 from .common import Flag, json_response, text_response
 from .etcd import Etcd, socket_path_for, unix_call
+from .regions import REGION_SIZE_MB, RegionModel
 
 FLAGS = [
     Flag("name", default="pd"),
@@ -55,6 +63,23 @@ NO_LEADER = "[PD:apiutil:ErrRedirectNoLeader]redirect finds no leader"
 NOT_LEADER = "[PD:apiutil:ErrRedirectToNotLeader]redirect to not leader"
 CLUSTER_ID_KEY = "/pd/cluster_id"
 PR_SET_PDEATHSIG = 1
+NOT_BOOTSTRAPPED = "[PD:cluster:ErrNotBootstrapped]TiKV cluster not bootstrapped, please start TiKV first"
+# Schedulers (tikv/pd v8.5.7): pkg/schedule/config/config.go DefaultSchedulers, the names of
+# pkg/schedule/types/type.go StringToSchedulerType, evict_leader.go EvictLeaderBatchSize.
+EVICT = "evict-leader-scheduler"
+EVICT_BATCH = 3
+DEFAULT_SCHEDULERS = ("balance-region-scheduler", "balance-leader-scheduler", "balance-hot-region-scheduler",
+                      "evict-slow-store-scheduler", "evict-stopping-store-scheduler")
+KNOWN_SCHEDULERS = DEFAULT_SCHEDULERS + (
+    EVICT, "balance-witness-scheduler", "evict-slow-trend-scheduler", "grant-leader-scheduler", "grant-hot-region-scheduler",
+    "random-merge-scheduler", "scatter-range-scheduler", "scatter-range", "balance-range", "shuffle-hot-region-scheduler",
+    "shuffle-leader-scheduler", "shuffle-region-scheduler", "split-bucket-scheduler", "transfer-witness-leader-scheduler",
+    "label-scheduler", "balance-range-scheduler")
+# Schedulers whose names the simulator accepts: only balance-leader, balance-region and
+# evict-leader act; the other defaults exist and do nothing here.
+SIMULATED_SCHEDULERS = DEFAULT_SCHEDULERS + (EVICT,)
+# PD's counters whose zero value the simulator leaves out of a store status (see _store_view).
+ZERO_OMITTED = ("leader_count", "leader_score", "leader_size", "region_count", "region_score", "region_size")
 
 
 def fatal(message):
@@ -247,6 +272,18 @@ class PD:  # pylint: disable=too-many-instance-attributes
         self.heartbeats = {}
         self.leader_since = 0.0
         self.router = None
+        # The region/leader model and the schedulers (leader-only, kept in etcd).
+        self.region_total = max(1, int(common.env_float("REGIONS", 24)))
+        self.raft_election = common.env_float("RAFT_ELECTION_S", 2.0)
+        self.transfer_rate = common.env_float("LEADER_TRANSFER_PER_S", 8.0)
+        self.leader_value = None
+        self.model = RegionModel()
+        self.schedulers = []
+        self.evict = {}
+        self.evict_batch = EVICT_BATCH
+        self.restarted = set()
+        self.budget = 0.0
+        self.last_schedule = None
 
     # ------------------------------------------------------------ etcd
 
@@ -382,11 +419,13 @@ class PD:  # pylint: disable=too-many-instance-attributes
 
     def campaign(self):
         lease = self.etcd.grant(self.lease_ttl)
-        if not self.etcd.put_if_absent(self.leader_key(), json.dumps(self.my_info()), lease):
+        value = json.dumps(self.my_info())
+        if not self.etcd.put_if_absent(self.leader_key(), value, lease):
             self.etcd.revoke(lease)
             return
         with self.lock:
             self.lease = lease
+            self.leader_value = value
             self.last_keepalive = time.monotonic()
             self.load_state()
             self.leading = True
@@ -429,8 +468,14 @@ class PD:  # pylint: disable=too-many-instance-attributes
             self.leading = False
             self.lease = None
             self.leader_info = None
+            self.leader_value = None
             self.stores = {}
             self.heartbeats = {}
+            self.model = RegionModel()
+            self.schedulers = []
+            self.evict = {}
+            self.restarted = set()
+            self.last_schedule = None
 
     def close(self):
         """SIGTERM: give up the leadership (revoke the lease) before etcd stops."""
@@ -456,6 +501,87 @@ class PD:  # pylint: disable=too-many-instance-attributes
             self.stores[int(key.rsplit("/", 1)[1])] = json.loads(value)
         self.leader_since = time.time()
         self.heartbeats = {store_id: {"last_heartbeat": self.leader_since} for store_id in self.stores}
+        raw = self.etcd.get(self.key("tidbsim/regions"))
+        self.model = RegionModel.from_json(json.loads(raw) if raw else None)
+        raw = self.etcd.get(self.key("tidbsim/schedulers"))
+        self.schedulers = json.loads(raw)["names"] if raw else list(DEFAULT_SCHEDULERS)
+        raw = self.etcd.get(self.key(f"scheduler_config/{EVICT}"))
+        config = json.loads(raw) if raw else {}
+        self.evict = {int(k): v for k, v in (config.get("store-id-ranges") or {}).items()}
+        self.evict_batch = config.get("batch") or EVICT_BATCH
+        self.restarted = set()
+        self.budget = 0.0
+        self.last_schedule = None
+        leaders, _peers = self.model.counts()
+        self.rt.log(f"loaded {len(self.model.regions)} regions (leaders per store {dict(sorted(leaders.items()))}),"
+                    f" schedulers {sorted(self.schedulers)}, evicting {sorted(self.evict)}")
+
+    def leader_write(self, puts=(), deletes=()):
+        """Write leader state only while this member's leader key is still in etcd (PD's LeaderTxn)."""
+        if not self.leader_value:
+            return False
+        ok = self.etcd.put_if_value(self.leader_key(), self.leader_value, puts, deletes)
+        if not ok:
+            self.rt.log("a leader-only write was refused: this member no longer holds the leader key")
+        return ok
+
+    def save_schedulers(self):
+        """The enabled schedulers and the evict-leader config (at PD's key for it), in one transaction."""
+        puts = [(self.key("tidbsim/schedulers"), json.dumps({"names": self.schedulers}))]
+        deletes = []
+        evict_key = self.key(f"scheduler_config/{EVICT}")
+        if self.evict:
+            puts.append((evict_key, json.dumps(self.evict_config())))
+        else:
+            deletes.append(evict_key)
+        return self.leader_write(puts, deletes)
+
+    def evict_config(self):
+        """evictLeaderSchedulerConfig as JSON: store ids as strings (Go map keys), key ranges in hex."""
+        return {"store-id-ranges": {str(k): self.evict[k] for k in sorted(self.evict)}, "batch": self.evict_batch}
+
+    # ------------------------------------------------------------ regions and schedulers
+
+    def model_stores(self, now):
+        """What the region model needs to know about each store, from the heartbeats."""
+        stores = {}
+        for store_id, meta in self.stores.items():
+            beat = self.heartbeats.get(store_id) or {"last_heartbeat": self.leader_since}
+            age = now - beat["last_heartbeat"]
+            stores[store_id] = {"tikv": not any(label.get("key") == "engine" for label in meta.get("labels") or []),
+                                "up": age <= self.disconnected_after, "alive": age <= self.raft_election,
+                                "down": age > self.down_after}
+        return stores
+
+    def schedule(self):
+        """One step of raft, the replica checker and the schedulers (every LOOP, leader only)."""
+        if not self.leading or not self.bootstrapped:
+            return
+        with self.lock:
+            if not self.leading:
+                return
+            now, mono = time.time(), time.monotonic()
+            elapsed = mono - self.last_schedule if self.last_schedule is not None else 0.0
+            self.last_schedule = mono
+            self.budget = min(self.budget + elapsed * self.transfer_rate, max(1.0, self.transfer_rate * LOOP * 2))
+            stores = self.model_stores(now)
+            replicas = int(self.replicate.get("max-replicas") or 3)
+            notes = []
+            if not self.model.regions:
+                self.model = RegionModel.bootstrap(self.region_total, stores, replicas)
+                changed = bool(self.model.regions)
+                if changed:
+                    notes.append(f"{self.region_total} regions created on stores {self.model.regions[0]['peers']}")
+            else:
+                changed, used, notes = self.model.step(stores, replicas, self.budget, set(self.schedulers),
+                                                       set(self.evict), self.restarted)
+                self.budget -= used
+                self.restarted = set()
+            snapshot = json.dumps(self.model.to_json()) if changed else None
+        for note in notes:
+            self.rt.log(note)
+        if snapshot is not None:
+            self.leader_write([(self.key("tidbsim/regions"), snapshot)])
 
     def save_config(self):
         self.etcd.put(self.key("config"), json.dumps({"replication": self.replicate}))
@@ -569,7 +695,7 @@ class PD:  # pylint: disable=too-many-instance-attributes
         return json_response({"raft_bootstrap_time": "2026-01-01T00:00:00Z" if self.bootstrapped else "0001-01-01T00:00:00Z",
                               "is_initialized": self.bootstrapped, "replication_status": {"state": "", "state_id": 0}})
 
-    def _store_view(self, store_id):
+    def _store_view(self, store_id, counts=None):
         store = self.stores[store_id]
         beat = self.heartbeats.get(store_id) or {"last_heartbeat": self.leader_since}
         last = beat["last_heartbeat"]
@@ -584,9 +710,22 @@ class PD:  # pylint: disable=too-many-instance-attributes
             info["labels"] = store["labels"]
         start = store.get("start") or last
         info.update(start_timestamp=int(start), deploy_path="/", last_heartbeat=int(last * 1e9), node_state=1, state_name=state)
+        leaders, peers = counts or self.model.counts()
+        leader_count, region_count = leaders.get(store_id, 0), peers.get(store_id, 0)
+        # pkg/response/store.go StoreStatus, in its field order; the "count" leader schedule policy
+        # scores a store by its leader count (weight 1).
         status = {"capacity": storage.bytes_size(beat.get("capacity", 0)), "available": storage.bytes_size(beat.get("available", 0)),
-                  "used_size": storage.bytes_size(beat.get("used_size", 0)), "leader_count": 0, "region_count": 0,
+                  "used_size": storage.bytes_size(beat.get("used_size", 0)),
+                  "leader_count": leader_count, "leader_weight": 1, "leader_score": leader_count,
+                  "leader_size": leader_count * REGION_SIZE_MB, "region_count": region_count, "region_weight": 1,
+                  "region_score": region_count * REGION_SIZE_MB, "region_size": region_count * REGION_SIZE_MB,
                   "start_ts": rfc3339(start), "last_heartbeat_ts": rfc3339(last), "uptime": f"{max(0, int(last - start))}s"}
+        # Real PD (v4.0 and later) always writes these counters; v3.0 had `omitempty` on them. The
+        # simulator leaves a zero out, the less convenient form: a reader must take an absent
+        # counter as 0, which works against every PD.
+        for key in ZERO_OMITTED:
+            if not status[key]:
+                del status[key]
         return {"store": info, "status": status}
 
     def stores_api(self, request):
@@ -594,7 +733,8 @@ class PD:  # pylint: disable=too-many-instance-attributes
             return json_response("TiKV cluster not bootstrapped, please start TiKV first", 500)
         wanted = {int(s) for s in request.query.get("state", []) if s.isdigit()} or {0, 1}
         with self.lock:
-            views = [self._store_view(store_id) for store_id in sorted(self.stores)]
+            counts = self.model.counts()
+            views = [self._store_view(store_id, counts) for store_id in sorted(self.stores)]
         views = [v for v in views if 0 in wanted]  # simulated stores are never Offline or Tombstone
         return json_response({"count": len(views), "stores": views})
 
@@ -605,7 +745,8 @@ class PD:  # pylint: disable=too-many-instance-attributes
             return json_response(self._store_view(int(store_id)))
 
     def store_heartbeat(self, request):
-        """Private: TiKV and TiFlash register and heartbeat here (the real ones use gRPC)."""
+        """Private: TiKV and TiFlash register and heartbeat here (the real ones use gRPC). The reply
+        carries the store's leader and region counts, which the simulated TiKV exposes as metrics."""
         body = request.json()
         with self.lock:
             store_id = next((i for i, s in self.stores.items() if s["address"] == body["address"]), None)
@@ -614,9 +755,12 @@ class PD:  # pylint: disable=too-many-instance-attributes
             meta = {"id": store_id, "address": body["address"], "peer_address": body.get("peer_address") or body["address"],
                     "status_address": body.get("status_address", ""), "version": body.get("version", common.SIM_VERSION),
                     "labels": body.get("labels") or [], "start": body.get("start") or time.time()}
-            if self.stores.get(store_id) != meta:
+            old = self.stores.get(store_id)
+            if old != meta:
                 self.etcd.put(self.key(f"raft/s/{store_id:020d}"), json.dumps(meta))
                 self.stores[store_id] = meta
+                if old is not None and old.get("start") != meta["start"]:
+                    self.restarted.add(store_id)  # a new process: its raft peers restart as followers
             if not self.bootstrapped:
                 self.etcd.put(self.key("raft"), json.dumps({"id": self.cluster_id, "max_peer_count": self.replicate["max-replicas"]}))
                 self.bootstrapped = True
@@ -624,7 +768,162 @@ class PD:  # pylint: disable=too-many-instance-attributes
             beat = {"last_heartbeat": time.time()}
             beat.update({k: body[k] for k in ("capacity", "available", "used_size", "disk_status") if body.get(k) is not None})
             self.heartbeats[store_id] = beat
-        return json_response({"store_id": store_id, "cluster_id": self.cluster_id})
+            leaders, peers = self.model.counts()
+        return json_response({"store_id": store_id, "cluster_id": self.cluster_id,
+                              "leader_count": leaders.get(store_id, 0), "region_count": peers.get(store_id, 0)})
+
+    # ------------------------------------------------------------ schedulers (server/api/scheduler.go)
+
+    def scheduler_names(self):
+        """Enabled schedulers; PD lists them from a Go map, so in no particular order."""
+        names = list(self.schedulers) + ([EVICT] if self.evict else [])
+        random.shuffle(names)
+        return names
+
+    def schedulers_get(self, request):
+        if not self.bootstrapped:
+            return json_response(NOT_BOOTSTRAPPED, 500)
+        if request.arg("status", "") in ("paused", "disabled"):
+            return json_response([])  # the simulator never pauses or disables a scheduler
+        with self.lock:
+            return json_response(self.scheduler_names())
+
+    @staticmethod
+    def _read_json_object(request):
+        """apiutil.ReadJSONRespondError into map[string]any: (body, None) or (None, 400 response)."""
+        try:
+            body = json.loads(request.body or b"")
+        except ValueError as exc:
+            return None, json_response({"code": "input", "msg": str(exc), "data": None}, 400)
+        if not isinstance(body, dict):
+            kind = {list: "array", str: "string", bool: "bool", type(None): "null"}.get(type(body), "number")
+            return None, json_response({"code": "input", "msg": f"json: cannot unmarshal {kind} into Go value of type"
+                                                                f" map[string]interface {{}}", "data": None}, 400)
+        return body, None
+
+    def _evict_add(self, raw_id):
+        """Add a store to evict-leader-scheduler: (created, error message) with PD's wording."""
+        store_id = int(raw_id)  # Go's uint64(float64)
+        if store_id not in self.stores:
+            return False, f"[PD:core:ErrStoreNotFound]store {store_id} not found"
+        created = not self.evict
+        if store_id not in self.evict:
+            self.evict[store_id] = [{"start-key": "", "end-key": ""}]
+            if not self.save_schedulers():
+                del self.evict[store_id]
+                return False, NOT_LEADER
+            leaders, _peers = self.model.counts()
+            self.rt.log(f"evict-leader-scheduler: evicting the {leaders.get(store_id, 0)} leaders of store {store_id}")
+        return created, None
+
+    def _evict_remove(self, store_id):
+        """Remove a store from evict-leader-scheduler: (status, body) of the config handler's delete."""
+        if not self.evict:
+            return 404, "404 page not found\n"  # no scheduler, no config handler (Go's ServeMux)
+        if store_id not in self.evict:
+            return 404, "[PD:scheduler:ErrScheduleConfigNotExist]the config does not exist"
+        ranges = self.evict.pop(store_id)
+        if not self.save_schedulers():
+            self.evict[store_id] = ranges
+            return 500, NOT_LEADER
+        self.rt.log(f"evict-leader-scheduler: store {store_id} removed" + ("" if self.evict else "; the scheduler is gone"))
+        return 200, None if self.evict else "The last store has been deleted"
+
+    def schedulers_post(self, request):
+        """CreateScheduler (v8.5): evict-leader-scheduler takes `store_id` and adds the store to the
+        one scheduler; an unknown store is a 500 (400 in PD master); an existing default scheduler
+        is ErrSchedulerExisted."""
+        body, error = self._read_json_object(request)
+        if error:
+            return error
+        name = body.get("name")
+        if not isinstance(name, str):
+            return json_response("missing scheduler name", 400)
+        if name not in KNOWN_SCHEDULERS:
+            return json_response("unknown scheduler", 400)
+        if name not in SIMULATED_SCHEDULERS:
+            return json_response(f"tidbsim: the simulator does not model {name}", 501)
+        with self.lock:
+            if not self.bootstrapped:
+                return json_response(NOT_BOOTSTRAPPED, 500)
+            if name == EVICT:
+                store_id = body.get("store_id")
+                if not isinstance(store_id, (int, float)) or isinstance(store_id, bool):
+                    return json_response("missing store id", 400)
+                existed = bool(self.evict)
+                _created, message = self._evict_add(store_id)
+                if message and existed:
+                    # The update goes through the scheduler's own handler (RedirectSchedulerUpdate),
+                    # whose JSON error body becomes the message of this one.
+                    return json_response(json.dumps(message) + "\n", 500)
+                if message:
+                    return json_response(message, 500)
+                return json_response("The scheduler has been applied to the store." if existed else "The scheduler is created.")
+            if name in self.schedulers:
+                return json_response("[PD:scheduler:ErrSchedulerExisted]scheduler existed", 500)
+            self.schedulers.append(name)
+            if not self.save_schedulers():
+                self.schedulers.remove(name)
+                return json_response(NOT_LEADER, 500)
+        self.rt.log(f"scheduler {name} created")
+        return json_response("The scheduler is created.")
+
+    def schedulers_delete(self, _request, name):
+        """DeleteScheduler: `evict-leader-scheduler-{id}` removes one store through the scheduler's
+        config handler and answers its status with a `null` body; other names remove the scheduler."""
+        with self.lock:
+            if not self.bootstrapped:
+                return json_response(NOT_BOOTSTRAPPED, 500)
+            if name.startswith(EVICT) and name != EVICT:
+                raw = name.rsplit("-", 1)[-1]
+                if not raw.isdigit():
+                    return json_response(None, 404 if not self.evict else 400)
+                status, _body = self._evict_remove(int(raw))
+                return json_response(None, status)
+            if name == EVICT and self.evict:
+                saved = self.evict
+                self.evict = {}
+                if not self.save_schedulers():
+                    self.evict = saved
+                    return json_response(NOT_LEADER, 500)
+            elif name in self.schedulers:
+                self.schedulers.remove(name)
+                if not self.save_schedulers():
+                    self.schedulers.append(name)
+                    return json_response(NOT_LEADER, 500)
+            else:
+                return json_response("[PD:scheduler:ErrSchedulerNotFound]scheduler not found", 404)
+        self.rt.log(f"scheduler {name} removed")
+        return json_response("The scheduler is removed.")
+
+    def scheduler_config(self, request, path):
+        """`/pd/api/v1/scheduler-config/{name}/...`: the scheduler's own handler, 404 without it."""
+        if not self.bootstrapped:
+            return json_response(NOT_BOOTSTRAPPED, 406)
+        name, _slash, rest = path.partition("/")
+        with self.lock:
+            if name != EVICT or not self.evict:
+                return text_response("404 page not found\n", 404)
+            if rest == "list" and request.method == "GET":
+                return json_response(self.evict_config())
+            if rest == "config" and request.method == "POST":
+                body, error = self._read_json_object(request)
+                if error:
+                    return error
+                if isinstance(body.get("store_id"), (int, float)) and not isinstance(body.get("store_id"), bool):
+                    _created, message = self._evict_add(body["store_id"])
+                    if message:
+                        return json_response(message, 500)
+                return json_response("The scheduler has been applied to the store.")
+            if rest.startswith("delete/") and request.method == "DELETE":
+                raw = rest[len("delete/"):]
+                if not raw.isdigit():
+                    return json_response(f'strconv.ParseUint: parsing "{raw}": invalid syntax', 400)
+                status, body = self._evict_remove(int(raw))
+                if status == 404 and body.startswith("404 page"):
+                    return text_response(body, 404)
+                return json_response(body, status)
+        return text_response("404 page not found\n", 404)
 
     def sim_stores(self, _request):
         """Private: the disk status each store reported (TiDB reads it: a full TiKV rejects writes)."""
@@ -689,6 +988,12 @@ class PD:  # pylint: disable=too-many-instance-attributes
         r.add("GET", v1 + "/cluster/status", self.cluster_status)
         r.add("GET", v1 + "/stores", self.stores_api)
         r.add("GET", v1 + r"/store/(\d+)", self.store_api)
+        r.add("GET", v1 + "/schedulers", self.schedulers_get)
+        r.add("POST", v1 + "/schedulers", self.schedulers_post)
+        r.add("DELETE", v1 + "/schedulers/([^/]+)", self.schedulers_delete)
+        r.add("POST", v1 + "/schedulers/([^/]+)",
+              lambda _r, name: json_response(f"tidbsim: pausing or resuming {name} is not simulated", 501))
+        r.add("*", v1 + "/scheduler-config/(.+)", self.scheduler_config)
         r.add("GET", v1 + "/config", self.config)
         r.add("GET", v1 + "/config/replicate", self.replicate_get)
         r.add("POST", v1 + "/config/replicate", self.replicate_post)
@@ -721,4 +1026,5 @@ def main(argv):
     for url in pd.client_urls:
         common.HttpService(runtime, urllib.parse.urlsplit(url).netloc, front, "client").start()
     runtime.every(LOOP, pd.tick)
+    runtime.every(LOOP, pd.schedule)
     return runtime.wait_forever()

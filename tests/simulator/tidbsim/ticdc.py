@@ -5,6 +5,15 @@ otherwise the classic (tiflow) flavour answers. Differences kept: "already exist
 new one and 500 on classic; classic resume needs a JSON body; classic refuses a no-op update;
 classic answers 503 ErrServerIsNotReady early, the new one 500 "coordinator is not fully initialized".
 Changefeeds live in PD's etcd, so they survive TiCDC restarts.
+
+Rolling restarts (TiUP pkg/cluster/api/cdcapi.go): `POST /api/v1|v2/owner/resign` (the owner
+deletes its campaign key and campaigns again a second later), `PUT /api/v1/captures/drain`
+(tiflow cdc/api/v1/api.go DrainCapture; ticdc api/v1/api.go drainCapture and
+coordinator/controller_drain.go), `GET /api/v1/captures` (a bare array) and `GET /api/v1/status`
+(`liveness`). Each running changefeed has TIDBSIM_CDC_TABLES tables spread by the owner over the
+alive captures; the owner's table map and drain marks are simulator keys under
+`__cdc_meta__/tidbsim/` in PD's etcd, so a new owner continues a drain. Liveness: classic 0 alive,
+1 stopping (drained, or SIGTERM); new architecture 0 alive, 1 draining, 2 stopping (drained).
 """
 
 import copy
@@ -115,6 +124,13 @@ def redact_uri(uri):
     return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(pairs)))
 
 
+# api/middleware/middleware.go (ticdc): how many times a request may be forwarded.
+FORWARD_TIMES = "TiCDC-ForwardTimes"
+MAX_FORWARD_TIMES = 2
+# pkg/liveness/liveness.go (ticdc) and cdc/model/http_model.go (tiflow).
+LIVENESS_NAMES = {True: {0: "Alive", 1: "Draining", 2: "Stopping"}, False: {0: "Alive", 1: "Stopping"}}
+
+
 def tso_time(ts):
     return datetime.datetime.fromtimestamp((ts >> 18) / 1000).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
@@ -138,6 +154,20 @@ class Capture:
         self.ttl = max(1, int(common.env_float("CDC_SESSION_TTL", 10)))
         self.init_delay = common.env_float("CDC_INIT_DELAY", 3.0)
         self.lock = threading.Lock()
+        self.sim_prefix = self.prefix + "tidbsim/"
+        self.tick_lock = threading.Lock()
+        self.owner_key = None
+        self.owner_keys = []
+        self.owner_since = None
+        self.next_campaign = 0.0
+        self.liveness = 0
+        self.livenesses = {}
+        self.drains = {}
+        self.tables = {}
+        self.table_count = max(0, int(common.env_float("CDC_TABLES", 6)))
+        self.table_rate = common.env_float("CDC_TABLE_MOVE_PER_S", 2.0)
+        self.move_budget = 0.0
+        self.last_schedule = None
 
     # ------------------------------------------------------------ session in PD
 
@@ -151,28 +181,101 @@ class Capture:
         self.upstream_id = json.loads(data)["header"]["cluster_id"]
 
     def session(self):
+        """Keep the capture's lease (and its keys) alive; a new lease re-registers the capture."""
         if not self.rt.start_delay_passed() or self.rt.faults.never_ready:
             return
         if self.lease is None or not self.etcd.keepalive(self.lease):
             self._upstream_ready()
-            self.lease = self.etcd.grant(self.ttl)
+            lease = self.etcd.grant(self.ttl)
             info = {"id": self.id, "address": self.address, "version": common.SIM_VERSION}
-            self.etcd.put(self.prefix + "capture/" + self.id, json.dumps(info), self.lease)
-            self.etcd.put(self.prefix + "owner/" + self.lease, self.id, self.lease)
+            self.etcd.put(self.prefix + "capture/" + self.id, json.dumps(info), lease)
+            if self.liveness:
+                self.etcd.put(self.sim_prefix + "liveness/" + self.id, str(self.liveness), lease)
+            with self.lock:
+                self.lease = lease
+                self.owner_key = None  # the old campaign key went with the old lease
             if self.registered_at is None:
                 self.registered_at = time.monotonic()
             self.rt.log(f"capture {self.id} registered at {self.address}")
+        self.tick()
+
+    def tick(self):
+        """Every 200 ms: read the cluster's state from PD's etcd, follow a drain request addressed
+        to this capture, campaign for (or give up) the ownership, and schedule tables as owner."""
+        if self.lease is None or not self.tick_lock.acquire(blocking=False):
+            return
+        try:
+            self._tick()
+        finally:
+            self.tick_lock.release()
+
+    def _tick(self):
         self.refresh()
+        self.follow_drain()
+        self.campaign()
         if self.owner_id and any(c["id"] == self.id for c in self.captures):
             self.rt.try_ready()
+        if self.initialized():
+            self.schedule_tables()
 
     def refresh(self):
-        """Read the captures and the owner campaign from PD's etcd."""
-        captures = [json.loads(value) for _key, value, _rev in self.etcd.get_prefix(self.prefix + "capture/")]
-        owners = sorted(self.etcd.get_prefix(self.prefix + "owner/"), key=lambda kv: kv[2])
+        """Read the captures, the owner campaign and the simulator's table state from PD's etcd."""
+        captures, owners, liveness, drains, tables = [], [], {}, {}, {}
+        for key, value, rev in self.etcd.get_prefix(self.prefix):
+            rest = key[len(self.prefix):]
+            if rest.startswith("capture/"):
+                captures.append(json.loads(value))
+            elif rest.startswith("owner/"):
+                owners.append((rev, value, key))
+            elif rest.startswith("tidbsim/liveness/"):
+                liveness[rest.rsplit("/", 1)[1]] = int(value)
+            elif rest.startswith("tidbsim/drain/"):
+                drains[rest.rsplit("/", 1)[1]] = json.loads(value)
+            elif rest == "tidbsim/tables":
+                tables = json.loads(value)
+        owners.sort()
         with self.lock:
+            previous = self.owner_id
             self.captures = captures
             self.owner_id = owners[0][1] if owners else None
+            self.owner_keys = [key for _rev, value, key in owners if value == self.id]
+            self.livenesses = liveness
+            self.drains = drains
+            self.tables = tables
+            if self.owner_id == self.id and previous != self.id:
+                self.owner_since = time.monotonic()
+                self.last_schedule = None
+                self.rt.log(f"capture {self.id} is the {'coordinator' if self.newarch else 'owner'} now")
+            elif previous == self.id and self.owner_id != self.id:
+                self.owner_since = None
+                self.rt.log(f"capture {self.id} is no longer the {'coordinator' if self.newarch else 'owner'}")
+
+    def campaign(self):
+        """Only an alive capture campaigns (server/module_election.go, tiflow capture.campaignOwner);
+        one that is draining or stopping resigns actively. A re-campaign waits for the 1/s limiter."""
+        if self.liveness != 0:
+            for key in list(self.owner_keys):
+                self.etcd.delete(key)
+                self.rt.log(f"leaves the {'coordinator' if self.newarch else 'owner'} campaign: liveness is {self.liveness}")
+            self.owner_key = None
+            return
+        if self.owner_keys or time.monotonic() < self.next_campaign:
+            return
+        key = self.prefix + "owner/" + str(self.lease)
+        self.etcd.put(key, self.id, self.lease)
+        self.owner_key = key
+        self.refresh()
+
+    def resign(self, why):
+        """Give up the ownership: delete the campaign key, campaign again a second later."""
+        with self.lock:
+            keys = list(self.owner_keys)
+            self.next_campaign = time.monotonic() + 1.0
+        for key in keys:
+            self.etcd.delete(key)
+        self.owner_key = None
+        self.rt.log(f"{'coordinator' if self.newarch else 'owner'} resigned ({why})")
+        self.refresh()
 
     def owner(self):
         with self.lock:
@@ -182,8 +285,150 @@ class Capture:
         return self.owner_id == self.id
 
     def initialized(self):
-        return (self.is_owner() and self.registered_at is not None
-                and time.monotonic() - self.registered_at >= self.init_delay)
+        """The owner's changefeed API waits TIDBSIM_CDC_INIT_DELAY after it became owner (bootstrap)."""
+        return (self.is_owner() and self.owner_since is not None and self.registered_at is not None
+                and time.monotonic() - self.owner_since >= self.init_delay)
+
+    # ------------------------------------------------------------ liveness, tables and drain
+
+    def set_liveness(self, value, why):
+        """Liveness only moves forward (pkg/liveness: Alive -> Draining -> Stopping)."""
+        if value <= self.liveness:
+            return
+        self.liveness = value
+        self.rt.log(f"liveness {value} ({LIVENESS_NAMES[self.newarch].get(value)}): {why}")
+        if self.lease is not None:
+            try:
+                self.etcd.put(self.sim_prefix + "liveness/" + self.id, str(value), self.lease)
+            except OSError as exc:
+                self.rt.log(f"cannot publish the liveness: {exc}")
+
+    def follow_drain(self):
+        """The owner marks a drained capture in etcd (its heartbeat to the capture, in TiCDC)."""
+        mark = self.drains.get(self.id)
+        if mark is None:
+            return
+        if self.newarch:
+            self.set_liveness(2 if mark.get("phase") == "stopping" else 1, f"drain {mark.get('phase')}")
+        else:
+            self.set_liveness(1, "the owner drains this capture")
+
+    def tables_on(self, capture_id):
+        return sum(assigned.count(capture_id) for assigned in self.tables.values())
+
+    def schedule_tables(self):
+        """Owner: TIDBSIM_CDC_TABLES tables per running changefeed spread over the alive captures;
+        a drained capture's tables move to the others at TIDBSIM_CDC_TABLE_MOVE_PER_S; a vanished
+        capture's tables are placed again at once."""
+        now = time.monotonic()
+        elapsed = now - self.last_schedule if self.last_schedule is not None else 0.0
+        self.last_schedule = now
+        self.move_budget = min(self.move_budget + elapsed * self.table_rate, max(1.0, self.table_rate * 0.4))
+        with self.lock:
+            captures = [c["id"] for c in self.captures]
+            drains = dict(self.drains)
+            liveness = dict(self.livenesses)
+            tables = {feed: list(assigned) for feed, assigned in self.tables.items()}
+        running = {json.loads(value)["id"] for _key, value, _rev in self.etcd.get_prefix(self.feed_prefix)
+                   if json.loads(value)["state"] == "normal"}
+        schedulable = [c for c in captures if liveness.get(c, 0) == 0 and c not in drains]
+        before = json.dumps(tables, sort_keys=True)
+        tables = {feed: assigned for feed, assigned in tables.items() if feed in running}
+        for feed in running:
+            assigned = tables.setdefault(feed, [])
+            assigned.extend([""] * (self.table_count - len(assigned)))
+            del assigned[self.table_count:]
+
+        def load(capture):
+            return sum(assigned.count(capture) for assigned in tables.values())
+
+        for feed in sorted(tables):
+            assigned = tables[feed]
+            for index, capture in enumerate(assigned):
+                if capture not in captures:
+                    assigned[index] = min(schedulable, key=lambda c: (load(c), c)) if schedulable else ""
+        for target in sorted(t for t, mark in drains.items() if mark.get("phase") == "draining"):
+            for feed in sorted(tables):
+                assigned = tables[feed]
+                for index, capture in enumerate(assigned):
+                    if capture == target and schedulable and self.move_budget >= 1:
+                        assigned[index] = min(schedulable, key=lambda c: (load(c), c))
+                        self.move_budget -= 1
+        if json.dumps(tables, sort_keys=True) != before:
+            self.etcd.put(self.sim_prefix + "tables", json.dumps(tables))
+            with self.lock:
+                self.tables = tables
+        for target, mark in drains.items():
+            key = self.sim_prefix + "drain/" + target
+            if target not in captures:
+                self.etcd.delete(key)  # the drained capture stopped: its session is gone
+                continue
+            if mark.get("phase") != "draining" or load(target):
+                continue
+            if not self.newarch:
+                self.etcd.put(key, json.dumps(dict(mark, phase="drained")))
+            elif liveness.get(target, 0) >= 1:
+                self.etcd.put(key, json.dumps(dict(mark, phase="stopping")))  # the coordinator sends STOPPING
+
+    def sim_tables(self, _request):
+        """Test hook: how many tables each capture replicates, its liveness and drain mark."""
+        self.refresh()
+        with self.lock:
+            return json_response({c["id"]: {"address": c["address"], "tables": self.tables_on(c["id"]),
+                                            "liveness": self.livenesses.get(c["id"], 0),
+                                            "drain": (self.drains.get(c["id"]) or {}).get("phase")}
+                                  for c in self.captures})
+
+    def drain(self, request):
+        """`PUT /api/v1/captures/drain` on the owner (tiflow cdc/api/v1/api.go DrainCapture, ticdc
+        api/v1/api.go drainCapture and coordinator/controller_drain.go DrainNode): 202
+        {"current_table_count": N} while tables remain."""
+        body = self._body(request)
+        target = body.get("capture_id", "")
+        if not isinstance(target, str):
+            raise ApiError("ErrAPIInvalidParam", "invalid api parameter: json: cannot unmarshal"
+                                                 f" {type(target).__name__} into Go struct field .capture_id of type string")
+        self.refresh()
+        ids = [c["id"] for c in self.captures]
+        if not self.newarch:
+            if len(ids) <= 1:
+                raise ApiError("ErrSchedulerRequestFailed", "scheduler request failed, only one capture alive")
+            if target not in ids:
+                raise ApiError("ErrCaptureNotExist", f"capture not exists, {target}")
+        if target == self.id:
+            raise ApiError("ErrSchedulerRequestFailed", "scheduler request failed, cannot drain the owner")
+        if self.newarch and target not in ids:
+            raise ApiError("ErrCaptureNotExist", f"capture not exists, {target}")
+        count = self.tables_on(target)
+        key = self.sim_prefix + "drain/" + target
+        mark = self.drains.get(target)
+        if not self.newarch:
+            # schedulerv3 coordinator.DrainCapture: nothing to do without tables; one target at a time.
+            busy = any(t != target and m.get("phase") == "draining" for t, m in self.drains.items())
+            if count and mark is None and not busy:
+                self.etcd.put(key, json.dumps({"phase": "draining", "since": time.time()}))
+                self.rt.log(f"draining capture {target} ({count} tables)")
+            return json_response({"current_table_count": count}, 202)
+        if not self.initialized() or any(t != target for t in self.drains):
+            return json_response({"current_table_count": 1}, 202)  # bootstrap, or another drain still active
+        if mark is None:
+            self.etcd.put(key, json.dumps({"phase": "draining", "since": time.time()}))
+            self.rt.log(f"draining node {target} ({count} tables)")
+            return json_response({"current_table_count": max(count, 1)}, 202)
+        done = mark.get("phase") == "stopping" and self.livenesses.get(target, 0) == 2 and count == 0
+        return json_response({"current_table_count": 0 if done else max(count, 1)}, 202)
+
+    def on_stop(self):
+        """SIGTERM: classic TiCDC turns stopping and resigns the ownership (tiflow capture.Drain)."""
+        if self.newarch or self.lease is None:
+            return
+        self.set_liveness(1, "received SIGTERM")
+        try:
+            self.refresh()
+            for key in self.owner_keys:
+                self.etcd.delete(key)
+        except OSError:
+            pass
 
     # ------------------------------------------------------------ errors
 
@@ -199,28 +444,43 @@ class Capture:
 
     # ------------------------------------------------------------ status, health, captures
 
-    def status(self, _request):
+    def status(self, request):
+        """`/status`; `/api/v1/status` and `/api/v2/status` (ServerStatus). Classic TiCDC's bare
+        `/status` (tiflow cdc/api/status) has no cluster_id and no liveness; its API ones do."""
         body = {"version": common.SIM_VERSION + "-tidbsim", "git_hash": common.GIT_HASH, "id": self.id,
                 "pid": os.getpid(), "is_owner": self.is_owner()}
-        if self.newarch:
-            body.update(cluster_id=self.cluster, liveness=0)
+        if self.newarch or request.path != "/status":
+            body = {"version": body["version"], "git_hash": body["git_hash"], "id": self.id, "cluster_id": self.cluster,
+                    "pid": body["pid"], "is_owner": body["is_owner"], "liveness": self.liveness}
         return json_response(body)
 
-    def health(self, _request):
-        if not self.initialized():
+    def health(self, request):
+        if not self.initialized() or self.liveness != 0:
             return self.error("ErrClusterIsUnhealthy", "TiCDC cluster is unhealthy", 500)
+        if request.path.startswith("/api/v1/") and not self.newarch:
+            return common.Response(200, b"", "text/plain; charset=utf-8")  # tiflow: c.Status(200)
         return json_response({})
 
-    def captures_api(self, _request):
-        if self.registered_at is not None:
-            try:
-                self.refresh()  # answer from etcd, not from the last session tick
-            except OSError:
-                pass
+    def captures_api(self, request):
+        """`/api/v2/captures` ({total, items}) and `/api/v1/captures` (a bare array), on the owner."""
+        try:
+            self.refresh()  # answer from etcd, not from the last tick
+        except OSError:
+            pass
         with self.lock:
             items = [{"id": c["id"], "is_owner": c["id"] == self.owner_id, "address": c["address"], "cluster_id": self.cluster}
                      for c in self.captures]
+        if request.path.startswith("/api/v1/"):
+            return json_response(items)
         return json_response({"total": len(items), "items": items})
+
+    def resign_api(self, request):
+        """`POST /api/{v1,v2}/owner/resign` on the owner: it stops being the owner; another capture
+        (when there is one) wins the next campaign. v1: 202 (classic: no body), v2: 200 {}."""
+        self.resign(f"{request.path} requested")
+        if request.path.startswith("/api/v1/"):
+            return json_response({}, 202) if self.newarch else common.Response(202, b"", "text/plain; charset=utf-8")
+        return json_response({})
 
     # ------------------------------------------------------------ changefeed store (owner only)
 
@@ -440,15 +700,62 @@ class Capture:
 
     # ------------------------------------------------------------ routing
 
+    def forward(self, request, owner):
+        """Forward to the owner (api/middleware ForwardToServer): the header TiCDC-ForwardTimes
+        counts the hops; a request that arrives with more than 2 fails, as TiCDC's does."""
+        try:
+            arrived = int(request.headers.get(FORWARD_TIMES) or 0)
+        except ValueError as exc:
+            return json_response({"error_msg": str(exc), "error_code": ""}, 500)
+        if arrived > MAX_FORWARD_TIMES:
+            return json_response({"error_msg": "TiCDC cluster is unavailable, please try again later", "error_code": ""}, 500)
+        hops = arrived + 1
+        query = urllib.parse.urlencode(request.query, doseq=True)
+        url = f"http://{owner['address']}{request.path}" + (f"?{query}" if query else "")
+        body = request.body if request.method in ("POST", "PUT", "PATCH", "DELETE") else None
+        headers = {FORWARD_TIMES: str(hops)}
+        if request.headers.get("Content-Type"):
+            headers["Content-Type"] = request.headers["Content-Type"]
+        status, data = common.http_call(request.method, url, body if body else (b"" if body is not None else None), 15, headers)
+        return common.Response(status, data, "application/json; charset=utf-8")
+
+    def _current_owner(self):
+        """The owner as etcd says now (TiCDC reads it from etcd for every forwarded request)."""
+        if not self.is_owner():
+            try:
+                self.refresh()
+            except OSError:
+                pass
+        return self.owner()
+
+    def _on_owner(self, handler):
+        """Run on the owner (ForwardToOwnerMiddleware / ForwardToCoordinatorMiddleware); 500
+        ErrOwnerNotFound while there is none. Unlike the changefeed API, no bootstrap wait."""
+        def wrapped(request, *groups):
+            if self.registered_at is None:
+                return self.not_initialized()
+            owner = self._current_owner()
+            if owner is None:
+                return self.error("ErrOwnerNotFound", "owner not found", 500)
+            try:
+                if owner["id"] != self.id:
+                    return self.forward(request, owner)
+                return handler(request, *groups)
+            except ApiError as exc:
+                return self.error(exc.code, exc.message)
+            except OSError as exc:
+                return self.error("ErrPDEtcdAPIError", f"etcd api call error: {exc}", 500)
+        return wrapped
+
     def _changefeed(self, handler):
         """Forward to the owner like the real coordinator; map ApiError to the error body."""
         def wrapped(request, *groups):
-            owner = self.owner()
+            owner = self._current_owner()
             if owner is None or self.registered_at is None:
                 return self.not_initialized()
-            if owner["id"] != self.id and not request.headers.get("X-Tidbsim-Forwarded"):
+            if owner["id"] != self.id:
                 try:
-                    return common.proxy(request, f"http://{owner['address']}")
+                    return self.forward(request, owner)
                 except OSError:
                     return self.not_initialized()
             try:
@@ -465,8 +772,14 @@ class Capture:
         r = common.Router()
         r.add("GET", "/status", self.status)
         r.add("GET", "/api/v2/status", self.status)
-        r.add("GET", "/api/v2/captures", self.captures_api)
+        r.add("GET", "/api/v1/status", self.status)
+        r.add("GET", "/api/v2/captures", self._on_owner(self.captures_api))
+        r.add("GET", "/api/v1/captures", self._on_owner(self.captures_api))
+        r.add("PUT", "/api/v1/captures/drain", self._on_owner(self.drain))
+        r.add("POST", "/api/v2/owner/resign", self._on_owner(self.resign_api))
+        r.add("POST", "/api/v1/owner/resign", self._on_owner(self.resign_api))
         r.add("GET", "/api/v2/health", self._changefeed(self.health))
+        r.add("GET", "/api/v1/health", self._changefeed(self.health))
         base = "/api/v2/changefeeds"
         feed = base + r"/([^/]+)"
         r.add("POST", base, self._changefeed(self.create))
@@ -478,12 +791,13 @@ class Capture:
         r.add("POST", feed + "/pause", self._changefeed(self.pause))
         r.add("POST", feed + "/resume", self._changefeed(self.resume))
         r.add("POST", "/sim" + feed[len("/api/v2"):] + "/fail", self._changefeed(self.sim_fail))
+        r.add("GET", "/sim/cdc/tables", self.sim_tables)
         classic_gate = r.dispatch
 
         def dispatch(request):
             # Classic TiCDC refuses /api/v2 (except status) until its server is up.
-            if not self.newarch and request.path.startswith("/api/v2/") and request.path != "/api/v2/status" \
-                    and self.registered_at is None:
+            if not self.newarch and request.path.startswith(("/api/v1/", "/api/v2/")) \
+                    and request.path not in ("/api/v1/status", "/api/v2/status") and self.registered_at is None:
                 return self.error("ErrServerIsNotReady", "cdc server is not ready", 503)
             return classic_gate(request)
         front = common.Router()
@@ -543,4 +857,6 @@ def main(argv):
     capture = Capture(runtime, flags, newarch, urls)
     common.HttpService(runtime, flags["addr"], capture.build_router(), "api").start()
     runtime.every(max(0.2, capture.ttl / 4), capture.session)
+    runtime.every(0.2, capture.tick)
+    runtime.on_close(capture.on_stop)
     return runtime.wait_forever()

@@ -3,12 +3,16 @@
 Accounts: root with an empty password, plus `TIDBSIM_TIDB_USERS="user:password,..."`.
 SQL: SELECT 1, SELECT VERSION(), SELECT tidb_version() and what mysql-mimic answers on its own
 (session variables, SET, SHOW VARIABLES); anything else is an error 1105 like an unsupported statement.
+
+SIGTERM starts TiDB's shutdown: /status answers 500 at once, the process waits
+`graceful-wait-before-shutdown` seconds (from --config, default 0) and then exits.
 """
 
 import asyncio
 import json
 import os
 import threading
+import time
 
 from . import common
 from .common import Flag, json_response, text_response
@@ -110,11 +114,22 @@ def start_mysql(runtime, host, port):
     runtime.log(f"MySQL protocol listening on {host}:{port}" + ("" if address == host else f" ({address})"))
 
 
+def graceful_wait_seconds(config):
+    """`graceful-wait-before-shutdown` (top level of the TiDB config, seconds, default 0; pkg/config)."""
+    value = config.get("graceful-wait-before-shutdown", 0)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise common.UsageError(f"load config file: graceful-wait-before-shutdown: invalid value {value!r}"
+                                " (an integer number of seconds)", 1)
+    return value
+
+
 def main(argv):
     flags, _positional = common.parse_flags(argv, FLAGS, "tidb-server", "go")
+    config = {}
     if flags["config"]:
-        common.load_toml(flags["config"], "load config file: {path}: open {path}: {reason}",
-                         "load config file: {path}: toml: {reason}")
+        config = common.load_toml(flags["config"], "load config file: {path}: open {path}: {reason}",
+                                  "load config file: {path}: toml: {reason}")
+    graceful_wait = graceful_wait_seconds(config)
     if flags["store"] != "tikv":
         raise common.UsageError(
             f"tidbsim: --store={flags['store']} would run TiDB on its embedded mock store ({flags['store']}), not on TiKV;"
@@ -130,9 +145,13 @@ def main(argv):
     runtime = common.Runtime("tidb", f"{flags['advertise-address'] or host}:{port}")
     pd_urls = common.url_list(flags["path"])
 
+    shutdown = {"mode": False}
+
     def status(_request):
-        if not runtime.ready:
-            return text_response("", 500)
+        # pkg/server/http_status.go handleStatus: 500 with an empty body until healthy, and again
+        # from the moment a shutdown starts.
+        if not runtime.ready or shutdown["mode"]:
+            return common.Response(500, b"", "application/json")
         return json_response({"connections": 0, "version": VERSION, "git_hash": common.GIT_HASH,
                               "status": {"init_stats_percentage": 100}})
 
@@ -143,6 +162,17 @@ def main(argv):
             "listening_port": port, "status_port": status_port}
     router.add("GET", "/info", lambda _r: json_response(info))
     common.HttpService(runtime, f"{flags['status-host']}:{status_port}", router, "status").start()
+
+    def start_shutdown():
+        """pkg/server/server.go startShutdown: report unhealthy, wait graceful-wait-before-shutdown
+        seconds (connections are still accepted), then close. Registered after the status server,
+        so it runs before the status server closes."""
+        shutdown["mode"] = True
+        runtime.log("setting tidb-server to report unhealthy (shutting-down)")
+        if graceful_wait > 0:
+            runtime.log(f"waiting for stray connections before starting shutdown process (waitTime {graceful_wait:g}s)")
+            time.sleep(graceful_wait)
+    runtime.on_close(start_shutdown)
 
     problem = {"text": None}
     mysql = {"open": False}

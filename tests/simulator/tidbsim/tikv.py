@@ -3,7 +3,10 @@
 At start, as real TiKV: the open-files check (1000 + rocksdb.max-open-files, doubled with Titan,
 + raftdb.max-open-files) and the reserved space (storage.reserve-space, default 5GB, with its
 space_placeholder_file); the disk status (Normal, AlmostFull, AlreadyFull) and the capacity,
-available and used sizes go to PD with every heartbeat.
+available and used sizes go to PD with every heartbeat. PD answers a heartbeat with the store's
+leader and region counts (its region model, see regions.py), exported on /metrics as
+tikv_raftstore_region_count; on SIGTERM a store that PD says still leads regions logs
+`[WARN] unsafe stop: store N still leads M regions`.
 """
 
 import json
@@ -76,6 +79,8 @@ class StoreClient:
         self.store = dict(store, start=time.time())
         self.disk = disk
         self.store_id = None
+        self.leader_count = 0
+        self.region_count = 0
 
     def heartbeat(self):
         body = dict(self.store)
@@ -83,10 +88,62 @@ class StoreClient:
             body.update(self.disk.inspect())
         _status, data = common.first_answer("POST", self.pd_urls, "/sim/pd/store/heartbeat", body,
                                             accept=lambda status: status == 200)
-        store_id = json.loads(data)["store_id"]
+        reply = json.loads(data)
+        store_id = reply["store_id"]
         if self.store_id is None:
             self.rt.log(f"registered in PD as store {store_id} ({self.store['address']})")
         self.store_id = store_id
+        self.leader_count = reply.get("leader_count", 0)
+        self.region_count = reply.get("region_count", 0)
+
+    def pd_leader_count(self, timeout=1.0):
+        """This store's leader_count as PD reports it (absent means 0), or None when PD does not answer in time."""
+        deadline = time.monotonic() + timeout
+        for base in self.pd_urls:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                status, data = common.http_call("GET", f"{base}/pd/api/v1/store/{self.store_id}", timeout=left)
+            except OSError:
+                continue
+            if status == 200:
+                return int((json.loads(data).get("status") or {}).get("leader_count") or 0)
+        return None
+
+
+def metrics_text(client):
+    """The leader and region counts as TiKV exports them (components/raftstore/src/store/metrics.rs
+    REGION_COUNT_GAUGE_VEC, the metric TiUP's genLeaderCounter reads before and after an eviction)."""
+    return ("# HELP tikv_raftstore_region_count Number of regions collected in region_collector\n"
+            "# TYPE tikv_raftstore_region_count gauge\n"
+            f'tikv_raftstore_region_count{{type="leader"}} {client.leader_count}\n'
+            f'tikv_raftstore_region_count{{type="region"}} {client.region_count}\n')
+
+
+def unsafe_stop_check(runtime, client, log_file):
+    """On SIGTERM: ask PD (briefly) whether this store still leads regions, and say so if it does.
+
+    Not something real TiKV prints: it is the simulator's witness that a store was stopped while
+    leading regions (a rolling restart must evict the leaders first). The line goes to stderr and,
+    with --log-file, to that file too."""
+    if client.store_id is None:
+        return
+    count = client.pd_leader_count()
+    source = "PD"
+    if count is None:
+        count, source = client.leader_count, "the last heartbeat (PD did not answer)"
+    if count <= 0:
+        runtime.log(f"stopping with no region leader on store {client.store_id}")
+        return
+    line = f"[WARN] unsafe stop: store {client.store_id} still leads {count} regions (per {source})"
+    runtime.log(line)
+    if log_file:
+        try:
+            with open(log_file, "a", encoding="utf-8") as handle:
+                handle.write(f"[{time.strftime('%Y/%m/%d %H:%M:%S')}] [tidbsim] {line}\n")
+        except OSError as exc:
+            runtime.log(f"cannot write {log_file}: {exc}")
 
 
 def main(argv):
@@ -120,7 +177,7 @@ def main(argv):
     router = common.Router()
     router.add("GET", "/status", lambda _r: text_response(""))
     router.add("GET", "/ready", ready_verbose)
-    router.add("GET", "/metrics", lambda _r: text_response("# tidbsim: no metrics\n"))
+    router.add("GET", "/metrics", lambda _r: text_response(metrics_text(client)))
     status_server = common.HttpService(runtime, flags["status-addr"], router, "status")
     common.TcpListener(runtime, flags["addr"], "grpc").start()
 
@@ -138,4 +195,6 @@ def main(argv):
                 os._exit(1)  # pylint: disable=protected-access
         runtime.try_ready()
     runtime.every(interval, heartbeat)
+    # Registered last, so it runs first on SIGTERM, while PD still counts this store's leaders.
+    runtime.on_close(lambda: unsafe_stop_check(runtime, client, flags["log-file"]))
     return runtime.wait_forever()

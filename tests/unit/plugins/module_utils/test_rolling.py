@@ -24,7 +24,7 @@ ORDER = ['tiflash', 'ticdc', 'tici_worker', 'tici_meta', 'pd', 'tikv', 'tidb', '
 
 # ---- pure -----------------------------------------------------------------------------------
 
-def test_store_counters_pd_omits_read_as_zero():
+def test_store_counters_read_as_zero_when_absent():
     payload = {'count': 2, 'stores': [
         {'store': {'id': 1, 'address': 'a:20160', 'state_name': 'Up'}, 'status': {'leader_count': 7, 'region_count': 20}},
         {'store': {'id': 4, 'address': 'b:20160', 'state_name': 'Up'}, 'status': {}},
@@ -74,7 +74,8 @@ def test_roll_order_by_ordinal_goes_down_whatever_leads():
     ({'pd0': True, 'pd1': True, 'pd2': False}, ['pd0'], 'PD pd2 unhealthy: with one more member restarting, 1 of 3'),
     ({'pd0': True, 'pd1': True, 'pd2': False}, ['pd2'], None),  # restarting the unhealthy one loses nothing
     ({'pd%d' % i: i != 4 for i in range(5)}, ['pd0'], None),  # 3 of 5 keep the quorum
-    ({'pd0': True}, ['pd0'], 'below the quorum of 1'),  # a single PD cannot roll without an outage
+    ({'pd0': True}, ['pd0'], None),  # a single PD cannot roll without an outage; no order avoids it
+    ({'pd0': True, 'pd1': False}, ['pd0'], 'below the quorum of 2'),
     ({'pd0': True, 'pd1': True, 'pd2': True}, [], None),
 ])
 def test_pd_quorum_rule(health, rolling, problem):
