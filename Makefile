@@ -75,7 +75,7 @@ integration: venv
 	tools/engine.sh podman
 	tests/simulator/image/build.sh docker
 	tests/simulator/image/build.sh podman
-	pytest -m integration -rA $(PYTEST_ARGS)
+	pytest -m integration -rA -n 2 --dist loadfile $(PYTEST_ARGS)
 
 # Fault matrix, transient faults, interrupted deploy, rolling restart, secrets, bad input
 # (benchmarks/README.md); make integration runs it too.

@@ -6,6 +6,7 @@ Shared by benchmarks/run.py and tests/integration/reliability. Every cluster mad
 name, config root and a port offset, so it never meets another cluster on this machine.
 """
 
+import fcntl
 import json
 import os
 import random
@@ -77,21 +78,46 @@ def ports_free(ports):
     return True
 
 
+RESERVATIONS = Path(tempfile.gettempdir()) / "tidbops-port-reservations.json"
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def pick_offset(hosts_file, rng=None):
-    """A port offset whose shifted ports collide with no shipped default and are free right now.
+    """A port offset whose shifted ports collide with no shipped default, are free right now, and are
+    reserved by no other live process of this machine (pytest workers pick at the same time, before
+    either cluster binds its ports; the reservation lasts as long as the process).
 
     Shifted ports stay below the kernel's ephemeral range (32768 and up by default): a listener
     there can find its port taken by some outgoing connection and fail to bind until that closes.
     """
     rng = rng or random.Random()
     wanted = sorted(set(inventory_ports(load_yaml(hosts_file))))
-    for _attempt in range(200):
-        offset = rng.randrange(1000, EPHEMERAL_START - max(wanted), 7)
-        shifted = [port + offset for port in wanted]
-        if set(shifted) & set(_SHIPPED_PORTS):
-            continue
-        if ports_free(shifted):
-            return offset
+    with open(str(RESERVATIONS) + ".lock", "a", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            reserved = json.loads(RESERVATIONS.read_text(encoding="utf-8")) if RESERVATIONS.exists() else {}
+        except ValueError:
+            reserved = {}
+        reserved = {pid: ports for pid, ports in reserved.items() if _alive(int(pid))}
+        taken = {port for ports in reserved.values() for port in ports}
+        for _attempt in range(200):
+            offset = rng.randrange(1000, EPHEMERAL_START - max(wanted), 7)
+            shifted = [port + offset for port in wanted]
+            if set(shifted) & (set(_SHIPPED_PORTS) | taken):
+                continue
+            if ports_free(shifted):
+                reserved.setdefault(str(os.getpid()), []).extend(shifted)
+                RESERVATIONS.write_text(json.dumps(reserved), encoding="utf-8")
+                return offset
     raise RuntimeError(f"no free port offset for {hosts_file}")
 
 

@@ -10,26 +10,38 @@
 * ``k8s_inventory(cluster, settings, destroy_data)`` lists every object site.yml creates, in
   delete order ({apiVersion, kind, namespace, name}), with the PersistentVolumeClaims and the
   Namespace only when data goes too: what destroy.yml removes.
+* ``k8s_pod_replacement(statefulset, pods, pod)`` says how restart.yml replaces one pod: by moving
+  the StatefulSet's partition down (its pod runs an older revision) or by deleting it.
 
 Each pod runs the process spec the cluster model gives its instance (module_utils/_process.py):
 the same command line and config files as a container, addresses aside. Pods of one StatefulSet
 share one template, so the model's pod template command (``pod_templates``) spells the pod's own
 name ``$(POD_NAME)``, which the kubelet expands from the downward API; each pod's files are keys
 ``<pod>.<file>`` of a ConfigMap (a Secret when they hold credentials), mounted at the same path as
-on a container with ``subPathExpr: $(POD_NAME).<file>``. Error messages name variables, never values.
+on a container with ``subPathExpr: $(POD_NAME).<file>``. Since subPath mounts never see an update,
+the pod template carries a digest of the kind's files (``tidbops/files-sha256``): a changed file is a
+new revision, which the backend rolls like any other template change. Error messages name
+variables, never values.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from urllib.parse import quote
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.tidbops.cluster.plugins.module_utils import _config
+from ansible_collections.tidbops.cluster.plugins.module_utils import _k8s_rollout
 from ansible_collections.tidbops.cluster.plugins.module_utils import _model
 from ansible_collections.tidbops.cluster.plugins.module_utils import _topology as topo
 
 MANAGED_BY = "tidbops"
 DATA_VOLUME = "data"
+# Pod template annotation: a digest of the kind's rendered files. Pods mount them with subPath, which
+# never sees a ConfigMap or Secret update, so a changed file must change the template (a new revision)
+# for its pods to be replaced; as the container backend's spec-hash label, it covers secret files too.
+FILES_HASH = "tidbops/files-sha256"
 
 
 def _check(cluster, settings, name):
@@ -106,8 +118,15 @@ def _resources(settings, kind):
     return dict((part, dict((k, str(v)) for k, v in (value.get(part) or {}).items())) for part in ("requests", "limits") if value.get(part))
 
 
+def _files_hash(config_objects):
+    data = [[obj["kind"], obj.get("data") or obj.get("stringData") or {}] for obj in config_objects]
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode("utf-8")).hexdigest()
+
+
 def _statefulset(cluster, settings, kind, pods, config_objects):
     process = cluster["processes"][pods[0]]
+    # The longest stop grace of its pods (each process spec's stop_grace: TiDB's includes its graceful wait).
+    grace = max(int(cluster["processes"][host]["stop_grace"]) for host in pods)
     template = cluster["pod_templates"][kind]
     mounts, volumes = [], []
     for obj in config_objects:
@@ -133,14 +152,19 @@ def _statefulset(cluster, settings, kind, pods, config_objects):
         "resources": _resources(settings, kind),
         "volumeMounts": mounts,
     }
+    template_meta = {"labels": _labels(cluster, kind)}
+    if config_objects:
+        template_meta["annotations"] = {FILES_HASH: _files_hash(config_objects)}
     spec = {
         "replicas": len(pods),
         "serviceName": _model.peer_service(cluster, kind),
         "podManagementPolicy": "Parallel",
+        # The live backend adds rollingUpdate.partition (roles/_kubernetes/tasks/statefulset.yml);
+        # rendered manifests leave rolling to Kubernetes.
         "updateStrategy": {"type": "RollingUpdate"},
         "selector": {"matchLabels": _selector(cluster, kind)},
-        "template": {"metadata": {"labels": _labels(cluster, kind)},
-                     "spec": {"containers": [container], "volumes": volumes, "terminationGracePeriodSeconds": 30}},
+        "template": {"metadata": template_meta,
+                     "spec": {"containers": [container], "volumes": volumes, "terminationGracePeriodSeconds": grace}},
     }
     if topo.kind(kind).stateful:
         container["volumeMounts"].append({"name": DATA_VOLUME, "mountPath": process["data"]})
@@ -236,9 +260,21 @@ def k8s_object_line(obj):
     return "%s %s/%s" % (obj["kind"], obj.get("namespace") or "", obj["name"])
 
 
+def k8s_pod_replacement(statefulset, pods, pod):
+    """How to replace or restart one pod of a StatefulSet, from the StatefulSet and its pods as the API
+    server returns them (module_utils/_k8s_rollout.pod_replacement)."""
+    if not isinstance(statefulset, dict) or statefulset.get("kind", "StatefulSet") != "StatefulSet" or not isinstance(pods, list):
+        raise AnsibleFilterError("k8s_pod_replacement: the input must be a StatefulSet and pods a list of its pods")
+    try:
+        return _k8s_rollout.pod_replacement(_config.plain(statefulset, "k8s_pod_replacement"),
+                                            _config.plain(pods, "k8s_pod_replacement"), str(pod))
+    except ValueError as error:
+        raise AnsibleFilterError("k8s_pod_replacement: %s" % error) from error
+
+
 class FilterModule:
     """Kubernetes backend filters."""
 
     def filters(self):
         return {"k8s_manifests": k8s_manifests, "k8s_namespace": k8s_namespace, "k8s_inventory": k8s_inventory,
-                "k8s_object_line": k8s_object_line}
+                "k8s_object_line": k8s_object_line, "k8s_pod_replacement": k8s_pod_replacement}

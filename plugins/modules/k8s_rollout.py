@@ -10,13 +10,18 @@ __metaclass__ = type
 
 DOCUMENTATION = r"""
 module: k8s_rollout
-short_description: Wait until a StatefulSet has rolled out or a Job has completed
+short_description: Wait until a StatefulSet (or one of its pods) has rolled out or a Job has completed
 version_added: 0.1.0
 description:
-  - Polls one StatefulSet or Job through the Kubernetes API with one deadline on a monotonic clock.
-  - A StatefulSet is rolled out when C(status.observedGeneration) has reached C(metadata.generation),
-    C(updatedReplicas) and C(readyReplicas) equal C(spec.replicas), no surplus replica runs, and
-    C(currentRevision) equals C(updateRevision).
+  - Polls one StatefulSet and its pods, or one Job, through the Kubernetes API with one deadline on a
+    monotonic clock.
+  - A StatefulSet is rolled out when C(status.observedGeneration) has reached C(metadata.generation), no pod
+    beyond C(spec.replicas) exists, every pod at or above C(spec.updateStrategy.rollingUpdate.partition) runs
+    C(status.updateRevision) (its C(controller-revision-hash) label) and is Ready, and every pod below the
+    partition that runs the update revision is Ready. A pod below the partition at an older revision is left
+    as it is and returned in RV(pending); with partition 0 that is none, which is a full rollout.
+  - With O(pod), it waits for that one pod instead (a pod being replaced or restarted) - it must exist, not be
+    the pod of uid O(replaced_uid) nor be terminating, run the update revision when O(updated), and be Ready.
   - A Job is done when it has the condition C(Complete); the condition C(Failed) fails at once.
   - A missing object, API server errors (5xx, 429) and connection errors count as "not yet".
   - On timeout the module fails with the last observation.
@@ -49,6 +54,22 @@ options:
     description: Namespace of the object.
     type: str
     required: true
+  pod:
+    description:
+      - Name of one pod of the StatefulSet to wait for, instead of the whole StatefulSet.
+      - Only with O(kind=StatefulSet).
+    type: str
+  replaced_uid:
+    description:
+      - With O(pod), the uid of the pod it replaces (the one just deleted); a pod of that uid does not count.
+    type: str
+  updated:
+    description:
+      - With O(pod), whether the pod must run the StatefulSet's C(status.updateRevision).
+      - A pod below the partition that is deleted comes back at the current revision, so a plain restart
+        sets this to false.
+    type: bool
+    default: true
   kubeconfig:
     description:
       - Path to a kubeconfig file.
@@ -75,6 +96,12 @@ EXAMPLES = r"""
     namespace: tidb
     timeout: 600
 
+- name: Wait until tidb-pd-2 runs the update revision and is Ready
+  tidbops.cluster.k8s_rollout:
+    name: tidb-pd
+    pod: tidb-pd-2
+    namespace: tidb
+
 - name: Wait for the bucket Job
   tidbops.cluster.k8s_rollout:
     kind: Job
@@ -86,11 +113,11 @@ EXAMPLES = r"""
 
 RETURN = r"""
 ready:
-  description: Whether the rollout finished (StatefulSet) or the Job completed.
+  description: Whether the rollout finished (StatefulSet), the pod is back (O(pod)), or the Job completed.
   returned: always
   type: bool
 reason:
-  description: What the last poll saw, e.g. C(readyReplicas 2/3).
+  description: What the last poll saw, e.g. C(pod tidb-pd-2 not Ready (phase Pending)).
   returned: always
   type: str
 elapsed:
@@ -105,13 +132,32 @@ status:
   description: The C(status) of the object at the last poll, if it existed.
   returned: always
   type: dict
+partition:
+  description: The StatefulSet's partition at the last poll (the ordinal below which pods keep their revision).
+  returned: when O(kind=StatefulSet)
+  type: int
+update_revision:
+  description: The StatefulSet's C(status.updateRevision) at the last poll.
+  returned: when O(kind=StatefulSet)
+  type: str
+pending:
+  description: The StatefulSet's pods that run another revision than its update revision, by ordinal.
+  returned: when O(kind=StatefulSet) and O(pod) is not given
+  type: list
+  elements: str
+  sample: [tidb-pd-0, tidb-pd-1, tidb-pd-2]
+pod:
+  description: The pod waited for at the last poll - C(name), C(uid), C(revision), C(ready) - or empty when absent.
+  returned: when O(pod) is given
+  type: dict
 """
 
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.tidbops.cluster.plugins.module_utils._k8s_rollout import TransientError, wait_rollout
+from ansible_collections.tidbops.cluster.plugins.module_utils._k8s_rollout import (
+    TransientError, observation_predicate, partition, pending_pods, pod_ready, pod_revision, wait_rollout)
 from ansible_collections.tidbops.cluster.plugins.module_utils._waiter import FAILED, Deadline
 
 try:
@@ -136,16 +182,15 @@ def _api_client(kubeconfig, context):
         return k8s_client.ApiClient()
 
 
-def make_reader(api_client, kind, name, namespace):
-    """A read() for wait_rollout: the object as a dict, None if absent, TransientError if worth retrying."""
-    if kind == "Job":
-        fetch = k8s_client.BatchV1Api(api_client).read_namespaced_job
-    else:
-        fetch = k8s_client.AppsV1Api(api_client).read_namespaced_stateful_set
+def make_reader(api_client, kind, name, namespace, pod=None):
+    """A read() for wait_rollout: a Job (None if absent), or {set, pods} for a StatefulSet and the pods
+    its selector matches, or {set, pod} with O(pod); TransientError if worth retrying."""
+    apps = k8s_client.AppsV1Api(api_client)
+    core = k8s_client.CoreV1Api(api_client)
 
-    def read():
+    def call(fetch, *args, **kwargs):
         try:
-            return api_client.sanitize_for_serialization(fetch(name, namespace))
+            return api_client.sanitize_for_serialization(fetch(*args, **kwargs))
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -155,7 +200,37 @@ def make_reader(api_client, kind, name, namespace):
         except (Urllib3Error, OSError) as exc:
             raise TransientError(str(exc))
 
+    def read():
+        if kind == "Job":
+            return call(k8s_client.BatchV1Api(api_client).read_namespaced_job, name, namespace)
+        found = call(apps.read_namespaced_stateful_set, name, namespace)
+        if pod:
+            return {"set": found, "pod": call(core.read_namespaced_pod, pod, namespace) if found else None}
+        labels = (((found or {}).get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        pods = []
+        if found and labels:
+            selector = ",".join("%s=%s" % item for item in sorted(labels.items()))
+            pods = (call(core.list_namespaced_pod, namespace, label_selector=selector) or {}).get("items") or []
+        return {"set": found, "pods": pods}
+
     return read
+
+
+def _summary(kind, pod, seen):
+    """What the module returns about the last observation, besides ready and reason."""
+    if kind == "Job":
+        return dict(status=(seen or {}).get("status") or {})
+    seen = seen or {}
+    found = seen.get("set") or {}
+    result = dict(status=found.get("status") or {}, partition=partition(found) if found else 0,
+                  update_revision=(found.get("status") or {}).get("updateRevision") or "")
+    if pod:
+        item = seen.get("pod") or {}
+        result["pod"] = dict(name=pod, uid=(item.get("metadata") or {}).get("uid"), revision=pod_revision(item),
+                             ready=pod_ready(item)) if item else {}
+    else:
+        result["pending"] = pending_pods(found, seen.get("pods") or [])
+    return result
 
 
 def main():
@@ -164,12 +239,16 @@ def main():
             kind=dict(type="str", choices=["StatefulSet", "Job"], default="StatefulSet"),
             name=dict(type="str", required=True),
             namespace=dict(type="str", required=True),
+            pod=dict(type="str"),
+            replaced_uid=dict(type="str"),
+            updated=dict(type="bool", default=True),
             kubeconfig=dict(type="path"),
             context=dict(type="str"),
             timeout=dict(type="float", default=600),
             interval=dict(type="float", default=1.0),
         ),
         supports_check_mode=True,
+        required_by=dict(replaced_uid="pod"),
     )
     if not HAS_KUBERNETES:
         module.fail_json(msg=missing_required_lib("kubernetes"), exception=KUBERNETES_IMPORT_ERROR)
@@ -177,27 +256,28 @@ def main():
     if params["timeout"] < 0 or params["interval"] <= 0:
         module.fail_json(msg="timeout must be >= 0 and interval > 0, got timeout=%s interval=%s"
                          % (params["timeout"], params["interval"]))
+    if params["pod"] and params["kind"] != "StatefulSet":
+        module.fail_json(msg="pod: only with kind=StatefulSet")
+    what = "%s %s/%s" % (params["kind"], params["namespace"], params["name"])
+    if params["pod"]:
+        what = "Pod %s/%s of StatefulSet %s" % (params["namespace"], params["pod"], params["name"])
     try:
         api_client = _api_client(params["kubeconfig"], params["context"])
-        read = make_reader(api_client, params["kind"], params["name"], params["namespace"])
+        read = make_reader(api_client, params["kind"], params["name"], params["namespace"], params["pod"])
+        predicate = observation_predicate(params["kind"], params["pod"], params["replaced_uid"], params["updated"])
         deadline = Deadline(params["timeout"], params["interval"])
-        outcome = wait_rollout(read, params["kind"], params["name"], deadline, check_mode=module.check_mode)
+        outcome = wait_rollout(read, params["kind"], params["name"], deadline, check_mode=module.check_mode,
+                               predicate=predicate)
     except (ApiException, k8s_config.ConfigException) as exc:
-        module.fail_json(msg="%s %s/%s: %s" % (params["kind"], params["namespace"], params["name"], exc))
-    result = dict(
-        changed=False,
-        ready=outcome["ready"],
-        reason=outcome["reason"],
-        elapsed=outcome["elapsed"],
-        polls=outcome["polls"],
-        status=(outcome["object"] or {}).get("status") or {},
-    )
+        module.fail_json(msg="%s: %s" % (what, exc))
+    result = dict(changed=False, ready=outcome["ready"], reason=outcome["reason"], elapsed=outcome["elapsed"],
+                  polls=outcome["polls"])
+    result.update(_summary(params["kind"], params["pod"], outcome["object"]))
     if not outcome["ready"] and not module.check_mode:
         if outcome["state"] == FAILED:
-            msg = "%s %s/%s failed: %s" % (params["kind"], params["namespace"], params["name"], outcome["reason"])
+            msg = "%s failed: %s" % (what, outcome["reason"])
         else:
-            msg = "%s %s/%s not ready after %.1fs: %s" % (
-                params["kind"], params["namespace"], params["name"], outcome["elapsed"], outcome["reason"])
+            msg = "%s not ready after %.1fs: %s" % (what, outcome["elapsed"], outcome["reason"])
         module.fail_json(msg=msg, **result)
     module.exit_json(**result)
 

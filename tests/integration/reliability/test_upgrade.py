@@ -29,15 +29,20 @@ def _tags():
     return f"{base}-up1", f"{base}-up2"
 
 
-def _pd_json(cluster, path):
+def _pd_json(cluster, path, timeout=20.0):
+    """GET from the first PD that answers 200; PDs restart and elect during a roll, so retry a while."""
     pd_urls, _tidb = rolling.cluster_urls(cluster)
-    for url in pd_urls:
-        try:
-            with urllib.request.urlopen(url + path, timeout=5) as response:
-                return json.loads(response.read())
-        except OSError:
-            continue
-    raise AssertionError(f"no PD answered {path}")
+    deadline = time.monotonic() + timeout
+    while True:
+        for url in pd_urls:
+            try:
+                with urllib.request.urlopen(url + path, timeout=5) as response:
+                    return json.loads(response.read())
+            except OSError:
+                continue
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no PD answered {path} within {timeout} s")
+        time.sleep(0.2)
 
 
 def _evictions(cluster):

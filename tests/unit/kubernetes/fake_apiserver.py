@@ -1,17 +1,41 @@
-"""A tiny stand-in for the Kubernetes API server, enough for site.yml and destroy.yml on the
-Kubernetes backend without TiCI.
+"""A tiny stand-in for the Kubernetes API server, enough for site.yml, destroy.yml and the rolling
+restart of the Kubernetes backend without TiCI.
 
-It serves discovery for the kinds the backend applies, stores server-side-applied objects (and
-reports StatefulSets as rolled out once they exist, with the PersistentVolumeClaims a StatefulSet
-controller would create), deletes objects, and answers, through the pod and Service proxy paths,
-what the gates ask of a healthy cluster named ``tidb`` in namespace ``tidb`` (PD, TiKV, TiDB,
+It serves discovery for the kinds the backend applies, stores server-side-applied objects (a dry run
+answers without storing), applies JSON merge patches, lists objects by label, deletes objects, and
+answers, through the pod and Service proxy paths, what the gates and the roll ask of a healthy
+cluster named ``tidb`` in namespace ``tidb`` (PD with a leader that can be transferred, TiKV, TiDB,
 TiCDC, TiFlash, placement rules). Every request is recorded so tests can assert order and count.
-It is a test double for orchestration, not a validation of Kubernetes semantics.
+
+It also plays the StatefulSet controller, before it answers each request (one pass, as a controller
+that runs between requests):
+
+* a StatefulSet's ``updateRevision`` is a digest of its pod template, so a template change makes a
+  new revision and an unchanged one keeps it (as ControllerRevisions are reused);
+* missing pods are created at once (``podManagementPolicy: Parallel``): an ordinal below
+  ``spec.updateStrategy.rollingUpdate.partition`` at ``currentRevision``, any other at the update
+  revision, each labelled ``controller-revision-hash``; pods beyond ``replicas`` go;
+* from the highest ordinal down to the partition, the first pod at an older revision is deleted (it
+  comes back at the update revision), one at a time and only after the pods above it are Ready;
+* a deleted pod stays terminating ``terminate_after`` seconds, a new pod becomes Ready
+  ``ready_after`` seconds after its creation (never with ``rolled_out=False``);
+* ``currentRevision`` becomes the update revision once every pod runs it, and the status counts
+  replicas, ready, current and updated pods.
+
+``events`` records what the controller and the clients did to pods, in order: ``("partition", set,
+value)`` whenever a write changes a partition, ``("delete", pod)`` for a client's delete,
+``("replace", pod)`` when the controller deletes a pod to update it, and ``("create", pod,
+revision)``. It is a test double for orchestration, not a validation of Kubernetes semantics.
 """
 
+import copy
+import datetime
+import hashlib
 import json
 import re
 import threading
+import time
+import uuid
 
 import yaml
 from werkzeug.serving import WSGIRequestHandler, make_server
@@ -22,8 +46,11 @@ CORE = [("namespaces", "Namespace", False), ("configmaps", "ConfigMap", True), (
         ("persistentvolumeclaims", "PersistentVolumeClaim", True),
         ("services/proxy", "ServiceProxyOptions", True)]
 GROUPS = {"apps/v1": [("statefulsets", "StatefulSet", True)], "batch/v1": [("jobs", "Job", True)]}
+KINDS = dict((plural, kind) for plural, kind, _ns in CORE + [item for items in GROUPS.values() for item in items])
 OBJECT_PATH = re.compile(r"^/(?:api/v1|apis/(?P<group>[a-z.]+/v1))(?:/namespaces/(?P<ns>[^/]+))?/(?P<plural>[a-z]+)/(?P<name>[^/]+)$")
+LIST_PATH = re.compile(r"^/(?:api/v1|apis/(?P<group>[a-z.]+/v1))(?:/namespaces/(?P<ns>[^/]+))?/(?P<plural>[a-z]+)$")
 PROXY_PATH = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/(?P<kind>pods|services)/(?P<name>[^/:]+):(?P<port>\d+)/proxy(?P<path>/.*)$")
+REVISION_LABEL = "controller-revision-hash"
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -38,17 +65,61 @@ def _resource_list(group_version, resources):
         for name, kind, namespaced in resources]}
 
 
+def _merge_patch(target, patch):
+    """RFC 7386 JSON merge patch (enough for strategic merge patches of scalar fields too)."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = _merge_patch(result.get(key), value)
+    return result
+
+
+def _timestamp(seconds_from_now=0.0):
+    moment = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=seconds_from_now)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _partition(sts):
+    spec = sts.get("spec") or {}
+    strategy = spec.get("updateStrategy") or {}
+    if strategy.get("type") == "OnDelete":
+        return spec.get("replicas", 1)
+    return int((strategy.get("rollingUpdate") or {}).get("partition") or 0)
+
+
+def _selected(obj, selector):
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    for term in filter(None, (selector or "").split(",")):
+        key, _sep, value = term.partition("=")
+        if labels.get(key) != value:
+            return False
+    return True
+
+
 class FakeApiServer:
-    def __init__(self, pd_members=3, rolled_out=True, tikv_stores=3, tiflash_stores=2, captures=2):
+    def __init__(self, pd_members=3, rolled_out=True, tikv_stores=3, tiflash_stores=2, captures=2,
+                 ready_after=0.0, terminate_after=0.0):
         self.objects = {}
         self.requests = []
         self.patches = []
+        self.dry_runs = []
         self.deletions = []
+        self.events = []
         self.pd_members = pd_members
+        self.pd_leader = "tidb-pd-0"
         self.rolled_out = rolled_out
         self.tikv_stores = tikv_stores
         self.tiflash_stores = tiflash_stores
         self.captures = captures
+        self.ready_after = ready_after
+        self.terminate_after = terminate_after
+        self.revisions = {}  # revision name -> pod template (the ControllerRevisions)
+        self._pod_clock = {}  # pod path -> {"created": t, "gone": t or None}
+        self._lock = threading.RLock()
         self._server = make_server("127.0.0.1", 0, self._app, threaded=True, request_handler=_QuietHandler)
         self.url = "http://127.0.0.1:%d" % self._server.server_port
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -69,15 +140,33 @@ class FakeApiServer:
         return str(path)
 
     def mutations(self):
-        return [(method, path) for method, path in self.requests if method not in ("GET", "HEAD")]
+        """Requests that change something (a dry run is recorded as ``PATCH(dry-run)`` and changes nothing)."""
+        return [(method, path) for method, path in self.requests if method not in ("GET", "HEAD", "PATCH(dry-run)")]
+
+    def statefulset(self, name, namespace="tidb"):
+        return self.objects["/apis/apps/v1/namespaces/%s/statefulsets/%s" % (namespace, name)]
+
+    def pods(self, set_name, namespace="tidb"):
+        """{pod name: pod} of a StatefulSet."""
+        prefix = "/api/v1/namespaces/%s/pods/%s-" % (namespace, set_name)
+        return dict((path.rsplit("/", 1)[1], pod) for path, pod in self.objects.items()
+                    if path.startswith(prefix) and path[len(prefix):].isdigit())
 
     def _json(self, body, status=200):
         return Response(json.dumps(body), status=status, content_type="application/json")
 
+    def _not_found(self):
+        return self._json({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound",
+                           "message": "not found", "code": 404}, 404)
+
     def _app(self, environ, start_response):
         request = Request(environ)
-        self.requests.append((request.method, request.path))
-        return self._route(request)(environ, start_response)
+        with self._lock:
+            dry = request.method == "PATCH" and "dryRun" in request.args
+            self.requests.append(("PATCH(dry-run)" if dry else request.method, request.path))
+            self._reconcile()
+            response = self._route(request)
+        return response(environ, start_response)
 
     def _route(self, request):
         path = request.path
@@ -96,38 +185,92 @@ class FakeApiServer:
             return self._json(_resource_list(group_version, GROUPS[group_version]))
         proxy = PROXY_PATH.match(path)
         if proxy:
-            return self._proxy(proxy.group("name"), proxy.group("path"))
-        match = OBJECT_PATH.match(path)
-        if match:
+            return self._proxy(request, proxy.group("name"), proxy.group("path"))
+        if OBJECT_PATH.match(path):
             return self._object(request, path)
+        listing = LIST_PATH.match(path)
+        if listing and request.method == "GET":
+            return self._list(path, listing.group("plural"), request.args.get("labelSelector"))
         return self._json({"kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404}, 404)
+
+    # ---- objects ------------------------------------------------------------------------------
+
+    def _list(self, path, plural, selector):
+        items = [obj for key, obj in sorted(self.objects.items())
+                 if key.startswith(path + "/") and "/" not in key[len(path) + 1:] and _selected(obj, selector)]
+        return self._json({"kind": "%sList" % KINDS.get(plural, "Object"), "apiVersion": "v1",
+                           "metadata": {"resourceVersion": "1"}, "items": items})
 
     def _object(self, request, path):
         if request.method == "GET":
-            if path in self.objects:
-                return self._json(self.objects[path])
-            return self._json({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound",
-                               "message": "not found", "code": 404}, 404)
+            return self._json(self.objects[path]) if path in self.objects else self._not_found()
         if request.method == "PATCH":
-            body = yaml.safe_load(request.get_data(as_text=True))
-            self.patches.append((path, request.content_type, dict(request.args)))
-            body.setdefault("metadata", {})["generation"] = 1
-            if body.get("kind") == "StatefulSet" and self.rolled_out:
-                replicas = body["spec"]["replicas"]
-                body["status"] = {"observedGeneration": 1, "replicas": replicas, "readyReplicas": replicas,
-                                  "updatedReplicas": replicas, "currentRevision": "r1", "updateRevision": "r1"}
-            self.objects[path] = body
-            self._claims(path, body)
-            return self._json(body)
+            return self._patch(request, path)
         if request.method == "DELETE":
             self.deletions.append(path)
             if path not in self.objects:
-                return self._json({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound",
-                                   "message": "not found", "code": 404}, 404)
-            return self._json(self.objects.pop(path))
+                return self._not_found()
+            if "/pods/" in path:
+                self.events.append(("delete", path.rsplit("/", 1)[1]))
+                return self._json(self._terminate(path))
+            obj = self.objects.pop(path)
+            if obj.get("kind") == "StatefulSet":
+                # The garbage collector removes its pods (the claims stay).
+                for pod in self.pods(obj["metadata"]["name"], obj["metadata"].get("namespace", "default")):
+                    self.objects.pop("/api/v1/namespaces/%s/pods/%s" % (obj["metadata"].get("namespace", "default"), pod))
+            return self._json(obj)
         return self._json({"kind": "Status", "code": 405}, 405)
 
-    def _claims(self, path, body):
+    def _patch(self, request, path):
+        patch = yaml.safe_load(request.get_data(as_text=True))
+        dry = "dryRun" in request.args
+        old = self.objects.get(path)
+        if request.content_type.startswith("application/apply-patch"):
+            # Server-side apply of a whole object by its one manager: the applied fields replace the old ones.
+            new = copy.deepcopy(patch)
+            if old:
+                for key in ("uid", "creationTimestamp", "generation"):
+                    if key in old["metadata"]:
+                        new["metadata"][key] = old["metadata"][key]
+                if "status" in old:
+                    new["status"] = copy.deepcopy(old["status"])
+        else:
+            if old is None:
+                return self._not_found()
+            new = _merge_patch(old, patch)
+        new = self._store(path, old, new, dry)
+        if dry:
+            self.dry_runs.append((path, request.content_type, dict(request.args)))
+        else:
+            self.patches.append((path, request.content_type, dict(request.args)))
+        return self._json(new)
+
+    def _store(self, path, old, new, dry):
+        meta = new.setdefault("metadata", {})
+        if old is None:
+            meta.setdefault("uid", str(uuid.uuid4()))
+            meta.setdefault("creationTimestamp", _timestamp())
+            meta["generation"] = 1
+        elif old.get("spec") != new.get("spec"):
+            meta["generation"] = old["metadata"].get("generation", 1) + 1
+        if new.get("kind") == "StatefulSet":
+            template = new["spec"]["template"]
+            digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode("utf-8")).hexdigest()[:10]
+            revision = "%s-%s" % (meta["name"], digest)
+            status = new.setdefault("status", {"replicas": 0, "observedGeneration": 0, "currentRevision": revision})
+            status["updateRevision"] = revision
+            if dry:
+                return new
+            self.revisions[revision] = copy.deepcopy(template)
+            if old is None or _partition(old) != _partition(new):
+                self.events.append(("partition", meta["name"], _partition(new)))
+        if dry:
+            return new
+        self.objects[path] = new
+        self._claims(new)
+        return new
+
+    def _claims(self, body):
         """The PVCs a StatefulSet controller creates from volumeClaimTemplates: <template>-<sts>-<ordinal>."""
         if body.get("kind") != "StatefulSet":
             return
@@ -139,9 +282,97 @@ class FakeApiServer:
                     "apiVersion": "v1", "kind": "PersistentVolumeClaim",
                     "metadata": {"name": name, "namespace": namespace}, "spec": template["spec"]}
 
-    def _proxy(self, name, path):
+    # ---- the StatefulSet controller -----------------------------------------------------------
+
+    def _terminate(self, path):
+        pod = self.objects[path]
+        if not pod["metadata"].get("deletionTimestamp"):
+            pod["metadata"]["deletionTimestamp"] = _timestamp()
+            self._pod_clock[path]["gone"] = time.monotonic() + self.terminate_after
+        return pod
+
+    def _create_pod(self, sts, ordinal, revision):
+        namespace = sts["metadata"].get("namespace", "default")
+        name = "%s-%d" % (sts["metadata"]["name"], ordinal)
+        template = self.revisions[revision]
+        labels = dict(template["metadata"].get("labels") or {})
+        labels.update({REVISION_LABEL: revision, "statefulset.kubernetes.io/pod-name": name})
+        path = "/api/v1/namespaces/%s/pods/%s" % (namespace, name)
+        self.objects[path] = {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace, "uid": str(uuid.uuid4()), "labels": labels,
+                         "annotations": dict(template["metadata"].get("annotations") or {}),
+                         "creationTimestamp": _timestamp(),
+                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": sts["metadata"]["name"],
+                                              "uid": sts["metadata"]["uid"], "controller": True}]},
+            "spec": copy.deepcopy(template["spec"]),
+            "status": {"phase": "Pending", "conditions": [{"type": "Ready", "status": "False"}]},
+        }
+        self._pod_clock[path] = {"created": time.monotonic(), "gone": None}
+        self.events.append(("create", name, revision))
+
+    def _pod_ready(self, path, now):
+        clock = self._pod_clock[path]
+        return self.rolled_out and clock["gone"] is None and now >= clock["created"] + self.ready_after
+
+    def _reconcile(self):
+        now = time.monotonic()
+        for path in sorted(self.objects):
+            if self.objects[path].get("kind") == "StatefulSet" and "/statefulsets/" in path:
+                self._reconcile_set(self.objects[path], now)
+
+    def _reconcile_set(self, sts, now):
+        namespace = sts["metadata"].get("namespace", "default")
+        name = sts["metadata"]["name"]
+        replicas = sts["spec"]["replicas"]
+        held = _partition(sts)
+        status = sts["status"]
+        update = status["updateRevision"]
+        current = status.get("currentRevision") or update
+
+        def pod_path(ordinal):
+            return "/api/v1/namespaces/%s/pods/%s-%d" % (namespace, name, ordinal)
+
+        pods = dict((int(pod_name.rsplit("-", 1)[1]), pod) for pod_name, pod in self.pods(name, namespace).items())
+        for ordinal in list(pods):
+            gone = self._pod_clock[pod_path(ordinal)]["gone"]
+            if gone is not None and now >= gone:
+                del self.objects[pod_path(ordinal)]
+                del pods[ordinal]
+        for ordinal in [o for o in pods if o >= replicas]:
+            self._terminate(pod_path(ordinal))
+        for ordinal in range(replicas):
+            if ordinal not in pods:
+                self._create_pod(sts, ordinal, current if ordinal < held else update)
+                pods[ordinal] = self.objects[pod_path(ordinal)]
+        for ordinal in range(replicas - 1, held - 1, -1):
+            pod = pods[ordinal]
+            if pod["metadata"]["labels"][REVISION_LABEL] != update and not pod["metadata"].get("deletionTimestamp"):
+                self._terminate(pod_path(ordinal))
+                self.events.append(("replace", pod["metadata"]["name"]))
+                break
+            if not self._pod_ready(pod_path(ordinal), now):
+                break
+        ready = 0
+        for ordinal, pod in pods.items():
+            is_ready = self._pod_ready(pod_path(ordinal), now)
+            ready += is_ready
+            running = is_ready or bool(pod["metadata"].get("deletionTimestamp"))
+            pod["status"] = {"phase": "Running" if running else "Pending",
+                             "conditions": [{"type": "Ready", "status": "True" if is_ready else "False"}]}
+        revisions = [pods[o]["metadata"]["labels"][REVISION_LABEL] for o in range(replicas) if o in pods]
+        if len(revisions) == replicas and all(revision == update for revision in revisions):
+            current = update
+        status.update({"observedGeneration": sts["metadata"]["generation"], "replicas": len(pods), "readyReplicas": ready,
+                       "updatedReplicas": sum(1 for pod in pods.values() if pod["metadata"]["labels"][REVISION_LABEL] == update),
+                       "currentReplicas": sum(1 for pod in pods.values() if pod["metadata"]["labels"][REVISION_LABEL] == current),
+                       "currentRevision": current, "updateRevision": update})
+
+    # ---- the component APIs through the proxy --------------------------------------------------
+
+    def _proxy(self, request, name, path):
         if name.startswith("tidb-pd"):
-            return self._pd(path)
+            return self._pd(request, path)
         if name.startswith("tidb-tikv") and path in ("/status", "/ready"):
             return Response("", status=200)
         if name.startswith("tidb-tidb") and path == "/status":
@@ -173,14 +404,19 @@ class FakeApiServer:
                    for i in range(self.tiflash_stores)]
         return {"count": len(stores), "stores": stores}
 
-    def _pd(self, path):
+    def _pd(self, request, path):
         members = [{"name": "tidb-pd-%d" % i, "member_id": 1000 + i, "health": True,
                     "client_urls": ["http://tidb-pd-%d.tidb-pd-peer.tidb.svc:2379" % i]} for i in range(self.pd_members)]
+        leader = next((member for member in members if member["name"] == self.pd_leader), members[0])
         if path == "/pd/api/v1/health":
             return self._json(members)
         if path == "/pd/api/v1/members":
-            return self._json({"header": {"cluster_id": 7}, "members": members, "leader": members[0],
-                               "etcd_leader": members[0]})
+            return self._json({"header": {"cluster_id": 7}, "members": members, "leader": leader, "etcd_leader": leader})
+        if path == "/pd/api/v1/leader":
+            return self._json(leader)
+        if path.startswith("/pd/api/v1/leader/transfer/") and request.method == "POST":
+            self.pd_leader = path.rsplit("/", 1)[1]
+            return self._json("The transfer command is submitted.")
         if path == "/pd/api/v1/stores":
             return self._json(self._stores())
         if path == "/pd/api/v1/config/replicate":
@@ -188,4 +424,7 @@ class FakeApiServer:
                                "enable-placement-rules": "true", "enable-placement-rules-cache": "false", "isolation-level": ""})
         if path == "/pd/api/v2/readyz":
             return Response("ok\n", status=200)
+        if path == "/v3/kv/range" and request.method == "POST":
+            # PD's etcd: no marker of a leader eviction (etcd omits kvs when nothing matches).
+            return self._json({"header": {"cluster_id": "7", "revision": "1"}})
         return self._json({"error": "unknown path %s" % path}, 404)

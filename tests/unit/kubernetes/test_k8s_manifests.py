@@ -283,3 +283,50 @@ def test_every_kind_has_a_render_file_prefix():
         prefixes = yaml.safe_load(handle)["__k8s_file_prefix"]
     assert set(prefixes) == set(_model.topo.NAMES) | {"namespace"}
     assert len(set(prefixes.values())) == len(prefixes) and prefixes["namespace"] == min(prefixes.values())
+
+
+def _template(objects, name):
+    return _find(objects, "StatefulSet", name)["spec"]["template"]
+
+
+def test_pods_get_their_stop_grace_and_rendered_sets_no_partition(cluster, all_manifests):
+    model, _backend = cluster
+    for obj in all_manifests:
+        if obj["kind"] != "StatefulSet":
+            continue
+        kind = obj["metadata"]["labels"]["app.kubernetes.io/component"].replace("-", "_")
+        graces = set(model["processes"][host]["stop_grace"] for host in model["members"][kind])
+        assert obj["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == max(graces)
+        # The live backend sets the partition when it applies; rendered manifests let Kubernetes roll.
+        assert obj["spec"]["updateStrategy"] == {"type": "RollingUpdate"}
+    # TiDB keeps serving for its graceful-wait-before-shutdown after SIGTERM: the grace covers it.
+    waiting, backend = make_cluster(server_configs={"tidb": {"graceful-wait-before-shutdown": 30}})
+    tidb = _template(km.k8s_manifests(waiting, backend, "tidb"), "tidb-tidb")
+    assert tidb["spec"]["terminationGracePeriodSeconds"] == waiting["processes"]["tidb-0"]["stop_grace"] == 120
+
+
+def test_a_changed_file_changes_the_pod_template(all_manifests):
+    def digest(objects, name):
+        return _template(objects, name)["metadata"]["annotations"][km.FILES_HASH]
+
+    # One pod's plain file (per-host config) and a secret file (TiCI's S3 key) each make a new template;
+    # nothing else does.
+    model, backend = make_cluster(host_vars={"tikv-1": {"config": {"raftstore.capacity": "10GB"}}})
+    assert digest(km.k8s_manifests(model, backend, "tikv"), "tidb-tikv") != digest(all_manifests, "tidb-tikv")
+    assert digest(km.k8s_manifests(model, backend, "pd"), "tidb-pd") == digest(all_manifests, "tidb-pd")
+    rotated, backend = make_cluster(tici_s3=dict(make_cluster()[0]["s3"], secret_key="another-Secret-Key-5678"))
+    assert digest(km.k8s_manifests(rotated, backend, "tici_worker"), "tidb-tici-worker") != \
+        digest(all_manifests, "tidb-tici-worker")
+    # A digest, never the content.
+    assert all(len(digest(all_manifests, name)) == 64 for name in ("tidb-pd", "tidb-tici-meta", "tidb-minio"))
+
+
+def test_pod_replacement_filter_checks_its_input():
+    statefulset = {"kind": "StatefulSet", "metadata": {"name": "tidb-pd"}, "spec": {"replicas": 1},
+                   "status": {"updateRevision": "r2"}}
+    pod = {"metadata": {"name": "tidb-pd-0", "uid": "u", "labels": {"controller-revision-hash": "r1"}}}
+    assert km.k8s_pod_replacement(statefulset, [pod], "tidb-pd-0")["behind"] is True
+    with pytest.raises(km.AnsibleFilterError, match="must be a StatefulSet"):
+        km.k8s_pod_replacement({"kind": "Pod"}, [], "tidb-pd-0")
+    with pytest.raises(km.AnsibleFilterError, match="not a pod of the StatefulSet tidb-pd"):
+        km.k8s_pod_replacement(statefulset, [], "tidb-tikv-0")

@@ -2,11 +2,13 @@
 
 It checks what the playbooks ask of Kubernetes: the apply order, server-side apply with the tidbops
 field manager, the rollout wait before the gate, the gate through the pod proxy, a second run
-without changes, a failed rollout that stops before the gate, and destroy.yml deleting what site.yml
-created (PVCs and the namespace only with tidb_destroy_data). The fake answers like a cluster where
-everything is ready; real Kubernetes semantics are not emulated.
+without changes, a failed rollout that stops before the gate, site.yml rolling a changed StatefulSet
+in its last play, and destroy.yml deleting what site.yml created (PVCs and the namespace only with
+tidb_destroy_data). The fake answers like a cluster where everything is ready and plays the
+StatefulSet controller (test_live_rolling.py tests the rolling update itself).
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -17,14 +19,18 @@ TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 PLAYBOOK = os.path.join(TOP, "tests", "unit", "kubernetes", "playbooks", "pd_live.yml")
 
 
-def run(playbook, kubeconfig, timeout=20, *extra):
+def run(playbook, kubeconfig, timeout=20, *extra, inventory=None):
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(TOP, "ansible.cfg"), ANSIBLE_PYTHON_INTERPRETER=sys.executable,
                ANSIBLE_NOCOLOR="1")
-    command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", os.path.join(TOP, "inventories", "k8s"),
+    command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", inventory or os.path.join(TOP, "inventories", "k8s"),
                playbook, "-e", "tidb_k8s_kubeconfig=%s" % kubeconfig, "-e", "tidb_gate_timeout=%d" % timeout]
     for value in extra:
         command += ["-e", value]
     return subprocess.run(command, cwd=TOP, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def sts_path(name):
+    return "/apis/apps/v1/namespaces/tidb/statefulsets/%s" % name
 
 
 def run_pd_step(kubeconfig, timeout=20):
@@ -114,6 +120,22 @@ def test_site_then_destroy_deletes_what_site_created_and_keeps_the_claims(tmp_pa
         assert not any("minio" in path or "tici" in path for path in applied)
         claims = sorted(path for path in api.objects if "/persistentvolumeclaims/" in path)
         assert len(claims) == 3 + 3 + 2 + 2  # PD, TiKV, TiCDC, TiFlash (TiDB keeps no data)
+
+        # A changed PD template: site.yml's PD step holds the pods (partition 3) and its last play
+        # replaces them one at a time, from the highest ordinal down, leaving partition 0.
+        api.events.clear()
+        before = len(api.requests)
+        changed_pd = run(SITE, kubeconfig, 20, "tici_enabled=false", json.dumps({"tidb_container_env": {"pd": {"TZ": "UTC"}}}))
+        assert changed_pd.returncode == 0, changed_pd.stdout[-3000:]
+        assert [event for event in api.events if event[0] in ("partition", "replace")] == [
+            ("partition", "tidb-pd", 3), ("partition", "tidb-pd", 2), ("replace", "tidb-pd-2"),
+            ("partition", "tidb-pd", 1), ("replace", "tidb-pd-1"), ("partition", "tidb-pd", 0), ("replace", "tidb-pd-0")]
+        # PD led from pod 0: the lead moved away before the partition reached it.
+        requests = api.requests[before:]
+        transfer = next(i for i, (method, path) in enumerate(requests) if method == "POST" and "/leader/transfer/" in path)
+        last_move = max(i for i, request in enumerate(requests) if request == ("PATCH", sts_path("tidb-pd")))
+        assert api.pd_leader != "tidb-pd-0" and transfer < last_move
+        applied = [path for path, _type, _args in api.patches if _type == "application/apply-patch+yaml"]
 
         kept = run(DESTROY, kubeconfig, 20, "tici_enabled=false")
         assert kept.returncode == 0, kept.stdout[-3000:]

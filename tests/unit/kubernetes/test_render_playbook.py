@@ -49,6 +49,8 @@ def test_render_writes_every_manifest_and_is_idempotent(tmp_path):
     assert k8s_check.check(objects, secrets=["change-me-example-password"]) == []
     kinds = [o["kind"] for o in objects]
     assert kinds.count("StatefulSet") == 8 and kinds.count("Job") == 1
+    # No partition: a GitOps tool applies them and Kubernetes rolls.
+    assert all(o["spec"]["updateStrategy"] == {"type": "RollingUpdate"} for o in objects if o["kind"] == "StatefulSet")
     # No secret reached the log.
     assert "change-me-example-password" not in first.stdout + first.stderr
 
