@@ -75,7 +75,8 @@ def stores_by_address(payload):
         store, status = entry.get('store') or {}, entry.get('status') or {}
         if not store.get('address'):
             continue
-        view = {'id': store.get('id'), 'state': store.get('state_name') or 'unknown',
+        engine = next((label.get('value') for label in store.get('labels') or [] if isinstance(label, dict) and label.get('key') == 'engine'), None)
+        view = {'id': store.get('id'), 'state': store.get('state_name') or 'unknown', 'engine': engine,
                 'leader_count': int(status.get('leader_count') or 0), 'region_count': int(status.get('region_count') or 0)}
         known = found.get(store['address'])
         if known is None or _store_rank({'state_name': view['state']}) < _store_rank({'state_name': known['state']}):
@@ -265,8 +266,11 @@ class TikvLeaders:
         self.address = address
         self.marker_owner = marker_owner
 
-    def store(self):
-        stores = stores_by_address(self.api.json('GET', '/pd/api/v1/stores'))
+    def stores(self):
+        return stores_by_address(self.api.json('GET', '/pd/api/v1/stores'))
+
+    def store(self, stores=None):
+        stores = self.stores() if stores is None else stores
         if self.address not in stores:
             raise RollError('no TiKV store with the address %s in PD (stores: %s)' % (self.address, ', '.join(sorted(stores)) or 'none'))
         return stores[self.address]
@@ -293,8 +297,13 @@ class TikvLeaders:
             raise RollError('removing the %s of store %s: %s' % (EVICT_LEADER, store_id, response.describe()))
 
     def drain(self, check_mode, force):
-        store = self.store()
+        stores = self.stores()
+        store = self.store(stores)
         before = {'store': store['id'], 'leader_count': store['leader_count'], 'evicting': store['id'] in self.evicting()}
+        others = [address for address, view in stores.items() if address != self.address and view['engine'] is None and view['state'] == 'Up']
+        if not others:
+            # Nowhere to move leaders to (TiUP's PreRestart skips a single TiKV too): restart as it is.
+            return False, before, before, 'TiKV %s is the only TiKV store that is Up: restarting it without moving its leaders' % self.address
         if before['evicting'] and store['leader_count'] == 0:
             return False, before, before, None
         if check_mode:

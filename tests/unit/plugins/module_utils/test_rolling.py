@@ -30,8 +30,8 @@ def test_store_counters_read_as_zero_when_absent():
         {'store': {'id': 4, 'address': 'b:20160', 'state_name': 'Up'}, 'status': {}},
     ]}
     stores = _rolling.stores_by_address(payload)
-    assert stores['a:20160'] == {'id': 1, 'state': 'Up', 'leader_count': 7, 'region_count': 20}
-    assert stores['b:20160'] == {'id': 4, 'state': 'Up', 'leader_count': 0, 'region_count': 0}
+    assert stores['a:20160'] == {'id': 1, 'state': 'Up', 'engine': None, 'leader_count': 7, 'region_count': 20}
+    assert stores['b:20160'] == {'id': 4, 'state': 'Up', 'engine': None, 'leader_count': 0, 'region_count': 0}
 
 
 def test_a_tombstone_sharing_an_address_does_not_hide_the_live_store():
@@ -188,6 +188,14 @@ def test_tikv_drain_evicts_marks_and_waits_for_zero_leaders(httpserver):
     # Again: nothing to do.
     changed, _before, _after, _warning = _rolling.TikvLeaders(api(pd.url), 'tikv1:20160', 'test').drain(False, False)
     assert changed is False
+
+
+def test_a_single_tikv_restarts_without_an_eviction(httpserver):
+    pd = FakePd(httpserver, leaders={1: 24})
+    pd.address = {1: 'tikv0:20160'}
+    changed, before, after, warning = _rolling.TikvLeaders(api(pd.url), 'tikv0:20160', 'test').drain(False, False)
+    assert (changed, before, after) == (False, before, before) and 'only TiKV store' in warning
+    assert pd.evicting == set() and pd.kv == {}
 
 
 def test_tikv_drain_timeout_fails_unless_forced(httpserver):
