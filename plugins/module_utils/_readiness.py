@@ -98,7 +98,7 @@ def store_engine(store):
     return None
 
 
-def _store_rank(store):
+def store_rank(store):
     # Several stores can share an address (a Tombstone left by an earlier deployment): judge the most alive.
     name = store.get('state_name')
     return 0 if name == STORE_UP else 1 if name == 'Disconnected' else 3 if name == 'Tombstone' else 2
@@ -128,7 +128,7 @@ def stores_ready(response, addresses, tiflash, restarted=False):
             by_address.setdefault(store['address'], []).append(store)
     checks = []
     for address in addresses:
-        candidates = sorted(by_address.get(address, []), key=_store_rank)
+        candidates = sorted(by_address.get(address, []), key=store_rank)
         if not candidates:
             checks.append(Check(address, WAITING, 'not registered in PD yet', response))
             continue

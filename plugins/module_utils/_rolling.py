@@ -34,6 +34,7 @@ import json
 import time
 
 from ansible_collections.tidbops.cluster.plugins.module_utils._http import join_url
+from ansible_collections.tidbops.cluster.plugins.module_utils._readiness import store_engine, store_rank
 from ansible_collections.tidbops.cluster.plugins.module_utils._waiter import Deadline
 
 MARKER_PREFIX = '/tidbops/evict-leader/'
@@ -61,11 +62,6 @@ def pd_member_health(payload):
     return dict((item.get('name'), bool(item.get('health'))) for item in payload if isinstance(item, dict) and item.get('name'))
 
 
-def _store_rank(store):
-    # Several stores can share an address (a Tombstone left behind): judge the most alive one.
-    return {'Up': 0, 'Disconnected': 1, 'Down': 2, 'Offline': 3}.get(store.get('state_name'), 4)
-
-
 def stores_by_address(payload):
     """``GET /pd/api/v1/stores``: {address: {id, state, leader_count, region_count}}, counters 0 when absent."""
     found = {}
@@ -75,11 +71,11 @@ def stores_by_address(payload):
         store, status = entry.get('store') or {}, entry.get('status') or {}
         if not store.get('address'):
             continue
-        engine = next((label.get('value') for label in store.get('labels') or [] if isinstance(label, dict) and label.get('key') == 'engine'), None)
-        view = {'id': store.get('id'), 'state': store.get('state_name') or 'unknown', 'engine': engine,
+        view = {'id': store.get('id'), 'state': store.get('state_name') or 'unknown', 'engine': store_engine(store),
                 'leader_count': int(status.get('leader_count') or 0), 'region_count': int(status.get('region_count') or 0)}
+        # Several stores can share an address (a Tombstone left behind): keep the most alive one.
         known = found.get(store['address'])
-        if known is None or _store_rank({'state_name': view['state']}) < _store_rank({'state_name': known['state']}):
+        if known is None or store_rank(store) < store_rank({'state_name': known['state']}):
             found[store['address']] = view
     return found
 
