@@ -260,12 +260,17 @@ class Cluster:
     # ------------------------------------------------------------ inventory facts
 
     def instances(self, kind=None):
-        """[(inventory host, kind, host vars)] in inventory order."""
+        """[(inventory host, kind, host vars)] in inventory order; a port set under its Ansible-safe
+        alias (tikv_port, ticdc_port...) is also given under its TiUP name (port)."""
         found = []
         for group, body in _groups(self.hosts).items():
             group_kind = GROUPS.get(group, (group,))[0]
             if kind in (None, group_kind):
+                aliases = {port.alias: port.name for port in _topology.BY_NAME[group_kind].ports if port.alias} \
+                    if group_kind in _topology.BY_NAME else {}
                 for host, host_vars in (body.get("hosts") or {}).items():
+                    host_vars = dict(host_vars or {})
+                    host_vars.update({name: host_vars[alias] for alias, name in aliases.items() if alias in host_vars})
                     found.append((host, group_kind, host_vars))
         return found
 

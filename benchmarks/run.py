@@ -186,7 +186,7 @@ def compose_commands(cluster):
                        "sink_uri": tici_sink_uri(s3),
                        "replica_config": {"sink": {"protocol": "canal-json", "date_separator": "none"}}})
     changefeed_cmd = (f"curl -fsS -X POST -H 'Content-Type: application/json' -d {shlex.quote(body.replace('$', '$$'))}"
-                      f" http://127.0.0.1:{cdc.get('ticdc_port', cdc.get('port'))}/api/v2/changefeeds")
+                      f" http://127.0.0.1:{cdc['port']}/api/v2/changefeeds")
     return bucket_cmd, changefeed_cmd
 
 
