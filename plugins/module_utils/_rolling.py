@@ -35,7 +35,7 @@ import time
 
 from ansible_collections.tidbops.cluster.plugins.module_utils._http import join_url
 from ansible_collections.tidbops.cluster.plugins.module_utils._readiness import store_engine, store_rank
-from ansible_collections.tidbops.cluster.plugins.module_utils._waiter import Deadline
+from ansible_collections.tidbops.cluster.plugins.module_utils._waiter import Deadline, retry
 
 MARKER_PREFIX = '/tidbops/evict-leader/'
 EVICT_LEADER = 'evict-leader-scheduler'
@@ -196,16 +196,17 @@ class Api:
 
         Statuses in ``accept`` or below 500 return at once; the last response otherwise.
         """
-        self.deadline.restart_backoff()
-        last = None
-        while True:
+        def answered(response):
+            return response.status is not None and (response.status in accept or response.status < 500)
+
+        def attempt():
+            response = None
             for endpoint in self.endpoints:
                 response = self.client.request(method, join_url(endpoint, path), body, timeout=max(self.deadline.remaining(), 1.0))
-                last = response
-                if response.status is not None and (response.status in accept or response.status < 500):
-                    return response
-            if not self.deadline.pause():
-                return last
+                if answered(response):
+                    break
+            return response
+        return retry(attempt, lambda response: not answered(response), self.deadline)
 
     def json(self, method, path, body=None):
         response = self.send(method, path, body)
