@@ -73,8 +73,12 @@ def test_stores_refused_before_the_first_tikv(sim):
     pd.wait_ready()
     status, body = http_json("GET", pd.url("/pd/api/v1/stores"))
     assert status == 500
-    assert body == "TiKV cluster not bootstrapped, please start TiKV first"
+    assert body == "[PD:cluster:ErrNotBootstrapped]TiKV cluster not bootstrapped, please start TiKV first"
     assert http_json("GET", pd.url("/pd/api/v1/cluster/status"))[1]["is_initialized"] is False
+    # The rules API and a replication POST with placement rules on need a running cluster too
+    # (server/api/middleware.go clusterMiddleware; server/server.go SetReplicationConfig).
+    assert http_json("GET", pd.url("/pd/api/v1/config/rules")) == (500, body)
+    assert http_json("POST", pd.url("/pd/api/v1/config/replicate"), {"enable-placement-rules": "true"}) == (500, body)
 
 
 def test_store_goes_up_then_disconnected_then_down(sim):
@@ -108,8 +112,7 @@ def test_followers_forward_stores_to_the_leader(three, module_sim):
 
 
 def test_replicate_config_contract(sim):
-    pd = sim.pd()
-    pd.wait_ready()
+    pd, _tikv = sim.pd_tikv()
     url = pd.url("/pd/api/v1/config/replicate")
     status, body = http_json("GET", url)
     assert status == 200 and body["enable-placement-rules"] == "true" and body["max-replicas"] == 3
@@ -121,7 +124,7 @@ def test_replicate_config_contract(sim):
     assert http_json("POST", url, {"enable-placement-rules": "false"}) == (200, "The config is updated.")
     assert http_json("GET", url)[1]["enable-placement-rules"] == "false"
     status, body = http_json("GET", pd.url("/pd/api/v1/config/rules"))
-    assert status == 412 and body == "Placement rules feature is disabled."
+    assert status == 412 and body == "[PD:placement:ErrPlacementDisabled]placement rules feature is disabled"
     # State survives a restart in the data dir, next to the marker.
     marker = http_json("GET", pd.url("/sim/marker"))[1]
     pd.restart()

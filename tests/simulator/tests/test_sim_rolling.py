@@ -67,7 +67,9 @@ def test_leader_counts_sum_to_regions_and_zero_counters_are_left_out(cluster):
     # A TiFlash store (engine label) holds no region peer: PD leaves both zero counters out.
     flash = {"address": "127.0.0.1:3930", "peer_address": "127.0.0.1:20170", "status_address": "127.0.0.1:20292",
              "labels": [{"key": "engine", "value": "tiflash"}]}
-    assert http_json("POST", pd.url("/sim/pd/store/heartbeat"), flash)[0] == 200
+    flash["id"] = http_json("POST", pd.url("/sim/pd/alloc_id"), {})[1]["id"]
+    assert "error" not in http_json("POST", pd.url("/sim/pd/store/put"), flash)[1]["header"]
+    assert http_json("POST", pd.url("/sim/pd/store/heartbeat"), {"store_id": flash["id"]})[0] == 200
     time.sleep(0.5)
     flash_status = next(st for st in stores(pd).values() if st["address"] == flash["address"])
     assert "leader_count" not in flash_status and "region_count" not in flash_status

@@ -15,6 +15,16 @@ enabled schedulers at `/pd/<id>/tidbsim/schedulers`, the evict-leader config whe
 `/pd/<id>/scheduler_config/evict-leader-scheduler`. A new leader continues from them. The
 scheduler API follows tikv/pd v8.5 server/api/scheduler.go and
 pkg/schedule/schedulers/evict_leader.go (see schedulers_post and schedulers_delete).
+
+Scale-in, as tikv/pd (master a186e0cc and v8.5.7; where they differ, the stricter one):
+- store states (pkg/core/store.go, store_option.go SetStoreState; kvproto metapb.proto): each store
+  meta in etcd carries metapb `state` (Up 0, Offline 1, Tombstone 2) and `node_state` (Preparing 0,
+  Serving 1, Removing 2, Removed 3); see store_delete, check_stores, stores_remove_tombstone;
+- registration and heartbeats (server/grpc_service.go PutStore, StoreHeartbeat, checkStore;
+  server/cluster/cluster.go putStoreImpl): see store_put and store_heartbeat;
+- PD members (server/api/member.go DeleteMemberByName/ByID; server/join/join.go): see
+  member_delete and prepare_join;
+- placement rules (server/api/rule.go, pkg/schedule/placement): see the rule_* handlers.
 """
 
 import concurrent.futures
@@ -33,7 +43,7 @@ import urllib.parse
 
 from . import common, storage
 from .common import Flag, json_response, text_response
-from .etcd import Etcd, socket_path_for, unix_call
+from .etcd import Etcd, EtcdError, socket_path_for, unix_call
 from .regions import REGION_SIZE_MB, RegionModel
 
 FLAGS = [
@@ -80,10 +90,311 @@ KNOWN_SCHEDULERS = DEFAULT_SCHEDULERS + (
 SIMULATED_SCHEDULERS = DEFAULT_SCHEDULERS + (EVICT,)
 # PD's counters whose zero value the simulator leaves out of a store status (see _store_view).
 ZERO_OMITTED = ("leader_count", "leader_score", "leader_size", "region_count", "region_score", "region_size")
+# metapb.StoreState and metapb.NodeState (pingcap/kvproto proto/metapb.proto).
+UP, OFFLINE, TOMBSTONE = 0, 1, 2
+PREPARING, SERVING, REMOVING, REMOVED = 0, 1, 2, 3
+STATE_NAMES = {UP: "Up", OFFLINE: "Offline", TOMBSTONE: "Tombstone"}
+NODE_STATE_NAMES = {PREPARING: "Preparing", SERVING: "Serving", REMOVING: "Removing", REMOVED: "Removed"}
+# pkg/core/region.go InitClusterRegionThreshold: below it a Preparing store serves at the next check.
+INIT_CLUSTER_REGION_THRESHOLD = 100
+# server/cluster/cluster.go nodeStateCheckJobInterval: how often checkStores runs.
+STORE_CHECK_INTERVAL = 10.0
+# pkg/utils/etcdutil DefaultRequestTimeout: how long a join waits for the join URL's etcd.
+JOIN_TIMEOUT = 10.0
+STORE_OFFLINE = "The store is set as Offline."
+# pkg/errs/errno.go
+ERR_STORE_NOT_FOUND = "[PD:core:ErrStoreNotFound]store {} not found"
+ERR_STORE_REMOVED = "[PD:core:ErrStoreRemoved]store {} has been removed"
+ERR_STORE_DESTROYED = "[PD:core:ErrStoreDestroyed]store {} has been physically destroyed"
+ERR_STORES_NOT_ENOUGH = "[PD:core:ErrStoresNotEnough]can not remove store {} since the number of up stores would be {} while need {}"
+ERR_NO_STORE_FOR_LEADER = "[PD:core:ErrNoStoreForRegionLeader]can not remove store {} since there are no extra up store to store the leader"
+ERR_TXN_CONFLICT = "[PD:etcd:ErrEtcdTxnConflict]etcd transaction failed, conflicted and rolled back"
+ERR_MEMBER_REMOVE = "[PD:etcd:ErrEtcdMemberRemove]{}"
+ERR_MEMBER_LIST = "[PD:etcd:ErrEtcdMemberList]{}"
+RULES_DISABLED = "[PD:placement:ErrPlacementDisabled]placement rules feature is disabled"
+RULE_NOT_FOUND = "[PD:placement:ErrRuleNotFound]rule not found"
+RULE_CONTENT = "[PD:placement:ErrRuleContent]invalid rule content, {}"
+RULE_LIST = "[PD:placement:ErrBuildRuleList]build rule list failed, {}"
+HEX_DECODING = "[PD:hex:ErrHexDecodingString]decode string {} error"
+RULE_ROLES = ("voter", "leader", "follower", "learner")
+RULE_OPS = ("in", "notIn", "exists", "notExists")
+# pkg/schedule/placement/label_constraint.go: a store with one of these labels matches only a rule
+# that names the label.
+EXCLUSIVE_LABELS = ("engine", "exclusive")
+# The fields of placement.Rule, in its JSON order, with their Go types.
+RULE_FIELDS = (("group_id", str), ("id", str), ("index", int), ("override", bool), ("start_key", str), ("end_key", str),
+               ("role", str), ("is_witness", bool), ("count", int), ("label_constraints", list), ("location_labels", list),
+               ("isolation_level", str), ("version", int), ("create_timestamp", int))
+RULE_OMITEMPTY = ("index", "override", "label_constraints", "location_labels", "isolation_level", "version", "create_timestamp")
 
 
 def fatal(message):
     return common.UsageError(f'[FATAL] ["run server failed"] [error="{message}"]', 1)
+
+
+def join_fatal(message):
+    """cmd/pd-server/main.go: a PrepareJoinCluster error is fatal (log.Fatal, exit 1), never retried."""
+    return common.UsageError(f'[FATAL] ["join meet error"] [error="{message}"]', 1)
+
+
+# ---------------------------------------------------------------- stores (pkg/core/store.go)
+
+def node_state(meta):
+    """metapb NodeState of a store meta (absent: Preparing, the protobuf zero value)."""
+    return int(meta.get("node_state") or PREPARING)
+
+
+def store_state(meta):
+    return int(meta.get("state") or UP)
+
+
+def label_value(labels, key):
+    """StoreInfo.GetLabelValue: the value of a label, the key compared case-insensitively."""
+    return next((label.get("value", "") for label in labels or [] if str(label.get("key", "")).lower() == key.lower()), "")
+
+
+def is_tikv(meta):
+    """StoreInfo.IsTiKV: no engine label, or engine=tikv."""
+    return label_value(meta.get("labels"), "engine") in ("", "tikv")
+
+
+def is_up(meta):
+    """StoreInfo.IsUp: node state Preparing or Serving, whatever the heartbeats say."""
+    return node_state(meta) in (PREPARING, SERVING)
+
+
+def store_text(meta):
+    """A metapb.Store as Go's %v prints it (proto CompactTextString: zero values left out)."""
+    parts = [f"id:{meta.get('id', 0)}"] if meta.get("id") else []
+    if meta.get("address"):
+        parts.append(f'address:"{meta["address"]}"')
+    if store_state(meta):
+        parts.append(f"state:{STATE_NAMES[store_state(meta)]}")
+    parts += [f'labels:<key:"{label.get("key", "")}" value:"{label.get("value", "")}" >' for label in meta.get("labels") or []]
+    for key in ("version", "peer_address", "status_address"):
+        if meta.get(key):
+            parts.append(f'{key}:"{meta[key]}"')
+    if meta.get("start"):
+        parts.append(f"start_timestamp:{int(meta['start'])}")
+    if meta.get("physically_destroyed"):
+        parts.append("physically_destroyed:true")
+    if node_state(meta):
+        parts.append(f"node_state:{NODE_STATE_NAMES[node_state(meta)]}")
+    return " ".join(parts)
+
+
+def merge_labels(old, new):
+    """pkg/core MergeLabels: the new values win, keys only in the old labels stay."""
+    merged = [dict(label) for label in old or []]
+    for label in new or []:
+        found = next((m for m in merged if str(m.get("key", "")).lower() == str(label.get("key", "")).lower()), None)
+        if found is None:
+            merged.append(dict(label))
+        else:
+            found["value"] = label.get("value", "")
+    return merged
+
+
+def tombstones_to_remove(stores, peers):
+    """cluster.go RemoveTombStoneRecords: (Tombstone store ids to delete, ids refused because they
+    still hold regions). stores: {id: meta}; peers: {id: region count}."""
+    remove, failed = [], []
+    for store_id in sorted(stores):
+        if node_state(stores[store_id]) != REMOVED:
+            continue
+        (failed if peers.get(store_id, 0) > 0 else remove).append(store_id)
+    return remove, failed
+
+
+# ---------------------------------------------------------------- placement rules (pkg/schedule/placement)
+
+def rule_storage_key(group, rule_id):
+    """Rule.StoreKey: hex(group)-hex(id), under /pd/<cluster id>/rules/."""
+    return f"rules/{group.encode().hex()}-{rule_id.encode().hex()}"
+
+
+def rule_view(rule):
+    """A rule as PD writes it: placement.Rule's JSON order, omitempty fields left out when zero."""
+    view = {}
+    for name, _kind in RULE_FIELDS:
+        value = rule.get(name)
+        if name in RULE_OMITEMPTY and not value:
+            continue
+        view[name] = value if value is not None else {"is_witness": False, "count": 0}.get(name, "")
+    return view
+
+
+def default_rule(replicate):
+    """RuleManager.Initialize without rules in storage: pd/default, a voter rule of max-replicas."""
+    rule = {"group_id": "pd", "id": "default", "start_key": "", "end_key": "", "role": "voter", "is_witness": False,
+            "count": int(replicate["max-replicas"])}
+    labels = [item for item in str(replicate.get("location-labels") or "").split(",") if item]
+    if labels:
+        rule["location_labels"] = labels
+    if replicate.get("isolation-level"):
+        rule["isolation_level"] = replicate["isolation-level"]
+    return rule
+
+
+def go_type_name(value):
+    return {bool: "bool", str: "string", list: "array", dict: "object", type(None): "null"}.get(type(value), "number")
+
+
+def parse_rule(body):
+    """json.Unmarshal into placement.Rule: (rule, None) or (None, the decoding error). Unknown fields
+    are ignored and null is the zero value, as Go does; Go's case-insensitive field names are not."""
+    if not isinstance(body, dict):
+        return None, f"json: cannot unmarshal {go_type_name(body)} into Go value of type placement.Rule"
+    rule = {}
+    for name, kind in RULE_FIELDS:
+        value = body.get(name)
+        if value is None:
+            continue
+        wrong = not isinstance(value, kind) or (kind is int and isinstance(value, bool))
+        if wrong:
+            go_kind = {str: "string", int: "int", bool: "bool", list: "[]string"}[kind]
+            return None, f"json: cannot unmarshal {go_type_name(value)} into Go struct field Rule.{name} of type {go_kind}"
+        rule[name] = value
+    for item in rule.get("label_constraints") or []:
+        if not isinstance(item, dict) or not all(isinstance(item.get(k, ""), str) for k in ("key", "op")) \
+                or not all(isinstance(v, str) for v in item.get("values") or []):
+            return None, "json: cannot unmarshal into Go struct field Rule.label_constraints of type placement.LabelConstraint"
+    if not all(isinstance(v, str) for v in rule.get("location_labels") or []):
+        return None, "json: cannot unmarshal number into Go struct field Rule.location_labels of type string"
+    rule.setdefault("start_key", "")
+    rule.setdefault("end_key", "")
+    rule.setdefault("role", "")
+    rule.setdefault("is_witness", False)
+    rule.setdefault("count", 0)
+    rule["label_constraints"] = [{k: item[k] for k in ("key", "op", "values") if item.get(k)} for item in rule.get("label_constraints") or []]
+    return rule, None
+
+
+def go_quote(raw):
+    """Go's %q of a []byte (printable ASCII as is, the rest as \\x escapes)."""
+    out = []
+    for byte in raw:
+        char = chr(byte)
+        out.append("\\" + char if char in '"\\' else char if 32 <= byte < 127 else f"\\x{byte:02x}")
+    return '"' + "".join(out) + '"'
+
+
+def decode_bytes_error(key):
+    """pkg/codec DecodeBytes (memcomparable groups of 8 bytes and a marker): the error, or None."""
+    while True:
+        if len(key) < 9:
+            return "insufficient bytes to decode value"
+        group, marker = key[:8], key[8]
+        pad = 0xFF - marker
+        if pad > 8:
+            return f"invalid marker byte, group bytes {go_quote(key[:9])}"
+        if pad and any(byte != 0 for byte in group[8 - pad:]):
+            return f"invalid padding byte, group bytes {go_quote(key[:9])}"
+        key = key[9:]
+        if pad:
+            return None
+
+
+def match_store(constraints, labels):
+    """MatchLabelConstraints: exclusive labels (engine, exclusive, $...) must be named; then every constraint holds."""
+    for label in labels or []:
+        key = label.get("key", "")
+        if (key.startswith("$") or key in EXCLUSIVE_LABELS) and not any(c.get("key") == key for c in constraints):
+            return False
+    for constraint in constraints:
+        value, op, values = label_value(labels, constraint.get("key", "")), constraint.get("op"), constraint.get("values") or []
+        ok = {"in": value != "" and value in values, "notIn": value == "" or value not in values,
+              "exists": value != "", "notExists": value == ""}.get(op, False)
+        if not ok:
+            return False
+    return True
+
+
+def adjust_rule(rule, stores, max_replicas):
+    """RuleManager.AdjustRule with key-type "table" (PD's default): the ErrRuleContent /
+    ErrHexDecodingString message, or None. stores: the metas of every store PD knows."""
+    keys = {}
+    for side in ("start", "end"):
+        text = rule[f"{side}_key"]
+        if len(text) % 2 or not re.fullmatch(r"[0-9a-fA-F]*", text):  # Go's hex.DecodeString
+            return HEX_DECODING.format(text)
+        keys[side] = bytes.fromhex(text)
+    if keys["end"] and keys["end"] <= keys["start"]:
+        return RULE_CONTENT.format("endKey should be greater than startKey")
+    for side in ("start", "end"):
+        problem = decode_bytes_error(keys[side]) if keys[side] else None
+        if problem:
+            return RULE_CONTENT.format(f"{side} key should be encoded in table mode: {problem}")
+    if not rule.get("group_id"):
+        return RULE_CONTENT.format("group ID should not be empty")
+    if not rule.get("id"):
+        return RULE_CONTENT.format("ID should not be empty")
+    if rule.get("role") not in RULE_ROLES:
+        return RULE_CONTENT.format(f"invalid role {rule.get('role', '')}")
+    if rule["count"] <= 0:
+        return RULE_CONTENT.format(f"invalid count {rule['count']}")
+    if rule["role"] == "leader" and rule["count"] > 1:
+        return RULE_CONTENT.format(f"define multiple leaders by count {rule['count']}")
+    if rule.get("is_witness") and rule["count"] > max_replicas // 2:
+        return RULE_CONTENT.format(f"define too many witness by count {rule['count']}")
+    for constraint in rule.get("label_constraints") or []:
+        if constraint.get("op") not in RULE_OPS:
+            return RULE_CONTENT.format(f"invalid op {constraint.get('op', '')}")
+        if rule.get("is_witness") and constraint.get("key") == "engine" and "tiflash" in (constraint.get("values") or []):
+            return RULE_CONTENT.format("witness can't combine with tiflash")
+    if stores and not any(match_store(rule.get("label_constraints") or [], meta.get("labels")) for meta in stores):
+        return RULE_CONTENT.format(f"rule '{rule['id']}' from rule group '{rule['group_id']}' can not match any store")
+    return None
+
+
+def rule_order(rule):
+    """compareRule without rule groups (every group has index 0): (group id, index, id)."""
+    return (rule["group_id"], rule.get("index") or 0, rule["id"])
+
+
+def build_rule_list_error(rules):
+    """buildRuleList (rule_list.go) over pkg/utils/rangelist: split the key space at every start and
+    end key; each segment needs a rule, at most one leader and at least one leader or voter among
+    the rules that apply (prepareRulesForApply: an `override` rule hides the ones before it in its
+    group). The ErrBuildRuleList message, or None."""
+    points = []
+    for rule in rules:
+        points.append((bytes.fromhex(rule["start_key"]), 0, rule))
+        if rule["end_key"]:
+            points.append((bytes.fromhex(rule["end_key"]), 1, rule))
+    if not points:
+        return RULE_LIST.format("no rule left")
+    points.sort(key=lambda p: p[0])
+    segments, active = [], []
+    for index, (key, kind, rule) in enumerate(points):
+        if kind == 0:
+            active.append(rule)
+        else:
+            active = [r for r in active if r is not rule]
+        if index == len(points) - 1 or points[index + 1][0] != key:
+            segments.append((key, sorted(active, key=rule_order)))
+    for index, (start, applying) in enumerate(segments):
+        end = segments[index + 1][0] if index + 1 < len(segments) else b""
+        where = f"{{{start.hex().upper()}, {end.hex().upper()}}}"
+        if not applying:
+            return RULE_LIST.format(f"no rule for range {where}")
+        chosen, first = [], 0
+        for position, rule in enumerate(applying):
+            if position and applying[position - 1]["group_id"] != rule["group_id"]:
+                chosen += applying[first:position]
+                first = position
+            if rule.get("override"):
+                first = position
+        chosen += applying[first:]
+        leaders = voters = 0
+        for rule in chosen:
+            leaders += rule["count"] if rule["role"] == "leader" else 0
+            voters += rule["count"] if rule["role"] == "voter" else 0
+            if leaders > 1:
+                return RULE_LIST.format(f"multiple leader replicas for range {where}")
+        if leaders + voters < 1:
+            return RULE_LIST.format(f"needs at least one leader or voter for range {where}")
+    return None
 
 
 def parse_duration(value, what):
@@ -197,8 +508,14 @@ class EtcdProcess:
         code = self.popen.wait()
         if self.stopping:
             return
+        lines = self.tail(8)
+        if any("permanently removed from the cluster" in line for line in self.tail(40)):
+            # etcd stops once it learns that it was removed (DELETE /members/...): this member is
+            # gone for good, and its data dir must be removed before it can join again.
+            self.rt.log("[FATAL] this PD member has been removed from the cluster (etcd: the member has been permanently"
+                        " removed from the cluster); exiting")
         self.rt.log(f"etcd exited with status {code}; the last lines of {self.log_path}:")
-        for line in self.tail(8):
+        for line in lines:
             self.rt.log("  " + line)
         os._exit(1)  # pylint: disable=protected-access
 
@@ -284,36 +601,89 @@ class PD:  # pylint: disable=too-many-instance-attributes
         self.restarted = set()
         self.budget = 0.0
         self.last_schedule = None
+        # Scale-in: peers moved off Offline stores per second, PD's checkStores period, the rules.
+        self.move_rate = common.env_float("REGION_MOVE_PER_S", 8.0)
+        self.move_budget = 0.0
+        self.store_check_interval = common.env_float("STORE_CHECK_INTERVAL", STORE_CHECK_INTERVAL)
+        self.last_store_check = None
+        self.rules = None  # {(group, id): rule} once the rule manager is initialized, else None
 
     # ------------------------------------------------------------ etcd
 
-    def prepare_join(self, client):
-        """tikv/pd server/join/join.go PrepareJoinCluster: MemberAdd through the join URL; returns
-        (initial cluster, state)."""
+    def _join_call(self, path, body, what, deadline):
+        """One etcd call through the join URLs (PD serves its etcd there). While nothing answers
+        (no PD, or its etcd not serving yet) it tries again until `deadline` (the client's
+        DefaultRequestTimeout), then fails; an error etcd answers fails at once, never retried."""
+        while True:
+            try:
+                status, data = common.first_answer("POST", self.join_urls, path, body, timeout=5, accept=lambda _s: True)
+            except OSError as exc:
+                status, data, problem = None, b"", str(exc)
+            if status is not None:
+                try:
+                    reply = json.loads(data)
+                except ValueError:
+                    reply = {}
+                if status == 200:
+                    return reply
+                problem = str(reply.get("message") or reply.get("error") or data[:200].decode(errors="replace"))
+                if not problem.startswith("etcd is not serving"):
+                    raise join_fatal(what.format(problem))
+            if self.rt.signalled is not None:
+                raise common.UsageError("interrupted while joining", 1)
+            if time.monotonic() >= deadline:
+                raise join_fatal(what.format("context deadline exceeded"))
+            self.rt.log(f"cannot join through {self.join_urls} yet: {problem}")
+            time.sleep(0.5)
+
+    def prepare_join(self):
+        """tikv/pd server/join/join.go PrepareJoinCluster; returns (initial cluster, state).
+
+        v8.5.7 and master, the stricter where they differ: the `join` file a previous join left in
+        the data dir (v8.5.7), or etcd data in `member/`, means a restart into the existing cluster;
+        otherwise the member list (through the join URL) must hold no member that has not started
+        (an empty name, even this member's own earlier attempt: v8.5.7; master lets that one
+        through), no member of this name ("missing data or join a duplicated pd"), and no other
+        member advertising this client URL (master). Then MemberAdd, and the list again. Any error
+        is fatal: PD exits 1 with "join meet error", as cmd/pd-server/main.go does."""
         if ",".join(self.join_urls) == ",".join(self.adv_client):
             raise fatal("join self is forbidden")
-        if os.path.isdir(os.path.join(self.data_dir, "member")):
+        join_file = os.path.join(self.data_dir, "join")
+        if os.path.isfile(join_file):
+            with open(join_file, encoding="utf-8") as handle:
+                initial = handle.read().strip()
+            self.rt.log(f"the data dir holds the join file: starting with initial cluster {initial}")
+            return initial, "existing"
+        member_dir = os.path.join(self.data_dir, "member")
+        if os.path.isdir(member_dir) and os.listdir(member_dir):
             self.rt.log("the data dir already holds etcd data: restarting as a member of the existing cluster")
             return self.initial_cluster, "existing"
-        members = client.members()
-        reuse = False
+        deadline = time.monotonic() + JOIN_TIMEOUT
+        members = self._join_call("/v3/cluster/member/list", {}, ERR_MEMBER_LIST, deadline).get("members") or []
         for member in members:
+            if not member.get("name"):
+                raise join_fatal(f"there is a member {member.get('ID')} that has not joined successfully")
             if member.get("name") == self.name:
-                raise fatal("missing data or join a duplicated pd")
-            if not member.get("name") and sorted(member.get("peerURLs") or []) == sorted(self.adv_peer):
-                reuse = True  # a previous join that never started
+                raise join_fatal("missing data or join a duplicated pd")
+        for member in members:
             for url in member.get("clientURLs") or []:
-                if url in self.adv_client:
-                    raise fatal(f"the client url {url} is used by member {member.get('name')}")
-        if not reuse:
-            client.member_add(self.adv_peer)
-            members = client.members()
+                if url.rstrip("/") in [own.rstrip("/") for own in self.adv_client]:
+                    raise join_fatal(f'advertise-client-urls "{url}" is already used by member "{member.get("name")}" (id {member.get("ID")})')
+        added = self._join_call("/v3/cluster/member/add", {"peerURLs": list(self.adv_peer)}, "{}", deadline)
+        added_id = (added.get("member") or {}).get("ID")
+        members = self._join_call("/v3/cluster/member/list", {}, ERR_MEMBER_LIST, deadline).get("members") or []
         items = []
         for member in members:
-            name = member.get("name") or (self.name if sorted(member.get("peerURLs") or []) == sorted(self.adv_peer) else "")
+            name = self.name if member.get("ID") == added_id else member.get("name")
+            if not name:
+                raise join_fatal(f"there is a member {member.get('ID')} that has not joined successfully")
             items.extend(f"{name}={url}" for url in member.get("peerURLs") or [])
-        self.rt.log(f"joined through {self.join_urls}: initial cluster {','.join(items)}")
-        return ",".join(items), "existing"
+        initial = ",".join(items)
+        os.makedirs(self.data_dir, exist_ok=True)
+        with open(join_file, "w", encoding="utf-8") as handle:
+            handle.write(initial)
+        self.rt.log(f"joined through {self.join_urls}: initial cluster {initial}")
+        return initial, "existing"
 
     def etcd_argv(self, initial_cluster, state):
         return [etcd_binary(), "--name", self.name, "--data-dir", self.data_dir,
@@ -330,16 +700,7 @@ class PD:  # pylint: disable=too-many-instance-attributes
     def start_etcd(self):
         initial, state = self.initial_cluster, "new"
         if self.join_urls:
-            client = Etcd(pd_urls=self.join_urls, timeout=5)
-            while True:
-                try:
-                    initial, state = self.prepare_join(client)
-                    break
-                except OSError as exc:
-                    if self.rt.signalled is not None:
-                        raise common.UsageError("interrupted while joining", 1) from None
-                    self.rt.log(f"cannot join through {self.join_urls} yet: {exc}")
-                    time.sleep(0.5)
+            initial, state = self.prepare_join()
         self.etcd = Etcd(socket_path=socket_path_for(self.data_dir, self.socket_name), timeout=1.0)
         process = EtcdProcess(self.rt, self.etcd_argv(initial, state), self.data_dir)
         process.start()
@@ -476,6 +837,9 @@ class PD:  # pylint: disable=too-many-instance-attributes
             self.evict = {}
             self.restarted = set()
             self.last_schedule = None
+            self.rules = None
+            self.move_budget = 0.0
+            self.last_store_check = None
 
     def close(self):
         """SIGTERM: give up the leadership (revoke the lease) before etcd stops."""
@@ -512,9 +876,34 @@ class PD:  # pylint: disable=too-many-instance-attributes
         self.restarted = set()
         self.budget = 0.0
         self.last_schedule = None
+        self.move_budget = 0.0
+        self.last_store_check = time.monotonic()  # PD's checkStores ticker starts with the cluster
+        self.rules = None
+        if self.bootstrapped and self.replicate["enable-placement-rules"] == "true":
+            self.init_rules()
         leaders, _peers = self.model.counts()
+        states = {i: NODE_STATE_NAMES[node_state(m)] for i, m in sorted(self.stores.items())}
         self.rt.log(f"loaded {len(self.model.regions)} regions (leaders per store {dict(sorted(leaders.items()))}),"
-                    f" schedulers {sorted(self.schedulers)}, evicting {sorted(self.evict)}")
+                    f" schedulers {sorted(self.schedulers)}, evicting {sorted(self.evict)}, stores {states},"
+                    f" {len(self.rules or {})} placement rules")
+
+    def init_rules(self):
+        """RuleManager.Initialize (pkg/schedule/placement/rule_manager.go), when the cluster runs with
+        placement rules on: load the rules from etcd (/pd/<id>/rules/<hex group>-<hex id>); without
+        any, create pd/default (a voter rule of max-replicas) and save it. None, or an error."""
+        if self.rules is not None:
+            return None
+        rules = {}
+        for _key, value, _rev in self.etcd.get_prefix(self.key("rules/")):
+            rule = json.loads(value)
+            rules[(rule["group_id"], rule["id"])] = rule
+        if not rules:
+            rule = default_rule(self.replicate)
+            if not self.leader_write([(self.key(rule_storage_key("pd", "default")), json.dumps(rule_view(rule)))]):
+                return NOT_LEADER
+            rules = {("pd", "default"): rule}
+        self.rules = rules
+        return None
 
     def leader_write(self, puts=(), deletes=()):
         """Write leader state only while this member's leader key is still in etcd (PD's LeaderTxn)."""
@@ -543,15 +932,69 @@ class PD:  # pylint: disable=too-many-instance-attributes
     # ------------------------------------------------------------ regions and schedulers
 
     def model_stores(self, now):
-        """What the region model needs to know about each store, from the heartbeats."""
+        """What the region model needs to know about each store, from the heartbeats and the node
+        state: an Offline (Removing) store gets nothing and gives its peers away; a Tombstone one
+        is left out (it holds no region: PD buries only an empty store)."""
         stores = {}
         for store_id, meta in self.stores.items():
+            if node_state(meta) == REMOVED:
+                continue
             beat = self.heartbeats.get(store_id) or {"last_heartbeat": self.leader_since}
             age = now - beat["last_heartbeat"]
-            stores[store_id] = {"tikv": not any(label.get("key") == "engine" for label in meta.get("labels") or []),
-                                "up": age <= self.disconnected_after, "alive": age <= self.raft_election,
-                                "down": age > self.down_after}
+            stores[store_id] = {"tikv": is_tikv(meta), "up": age <= self.disconnected_after, "alive": age <= self.raft_election,
+                                "down": age > self.down_after, "offline": node_state(meta) == REMOVING}
         return stores
+
+    def check_stores(self, now):
+        """server/cluster/cluster.go checkStores/checkStore, every TIDBSIM_STORE_CHECK_INTERVAL
+        seconds (PD's nodeStateCheckJobInterval, 10 s): a Preparing store serves once it is ready
+        (ReadyToServeLocked); a Removing store whose region size is 0 is buried (BuryStoreLocked:
+        Tombstone, node state Removed). Not modelled: the automatic removal of a Tombstone store
+        that has been down for 30 days (gcTombstoneInterval). Returns (etcd puts, notes)."""
+        _leaders, peers = self.model.counts()
+        puts, notes = [], []
+        for store_id, meta in sorted(self.stores.items()):
+            state = node_state(meta)
+            if state == PREPARING and self.ready_to_serve(store_id, meta, peers, now):
+                meta.update(state=UP, node_state=SERVING)
+                notes.append(f"store {store_id} has changed to serving ({meta['address']})")
+            elif state == REMOVING and not peers.get(store_id) and self.learners_can_leave(store_id, meta, now):
+                meta.update(state=TOMBSTONE, node_state=REMOVED)
+                notes.append(f"store {store_id} has been Tombstone ({meta['address']})")
+            else:
+                continue
+            puts.append((self.key(f"raft/s/{store_id:020d}"), json.dumps(meta)))
+        return puts, notes
+
+    def ready_to_serve(self, store_id, meta, peers, now):
+        """checkStore's Preparing case: ready once up for max-store-preparing-time (48 h), or while
+        the cluster has fewer than InitClusterRegionThreshold (100) regions, or once the store holds
+        90% of its share of the peers (here an even share over the Up TiKV stores, a simplification
+        of getThreshold). A TiFlash store holds no learner in the model: ready at once."""
+        if len(self.model.regions) < INIT_CLUSTER_REGION_THRESHOLD or not is_tikv(meta):
+            return True
+        if now - (meta.get("start") or now) >= 48 * 3600:
+            return True
+        ups = [m for m in self.stores.values() if is_up(m) and is_tikv(m)]
+        share = len(self.model.regions) * int(self.replicate["max-replicas"]) / max(1, len(ups))
+        return peers.get(store_id, 0) >= 0.9 * share
+
+    def learners_can_leave(self, store_id, meta, now):
+        """A TiFlash store holds the learners of the placement rules that match it (TiDB's `tiflash`
+        group); the region model has none, so this stands in for them: they can leave only while,
+        for each such rule, at least `count` other Up stores with fresh heartbeats match it. If not,
+        the store stays Offline, as a real one keeps learners it cannot move."""
+        if is_tikv(meta) or not self.rules or self.replicate["enable-placement-rules"] != "true":
+            return True
+        for rule in self.rules.values():
+            constraints = rule.get("label_constraints") or []
+            if not match_store(constraints, meta.get("labels")):
+                continue
+            others = [i for i, m in self.stores.items() if i != store_id and is_up(m) and match_store(constraints, m.get("labels"))
+                      and now - (self.heartbeats.get(i) or {"last_heartbeat": self.leader_since})["last_heartbeat"] <= self.disconnected_after]
+            if len(others) < rule["count"]:
+                return False
+        return True
 
     def schedule(self):
         """One step of raft, the replica checker and the schedulers (every LOOP, leader only)."""
@@ -564,6 +1007,7 @@ class PD:  # pylint: disable=too-many-instance-attributes
             elapsed = mono - self.last_schedule if self.last_schedule is not None else 0.0
             self.last_schedule = mono
             self.budget = min(self.budget + elapsed * self.transfer_rate, max(1.0, self.transfer_rate * LOOP * 2))
+            self.move_budget = min(self.move_budget + elapsed * self.move_rate, max(1.0, self.move_rate * LOOP * 2))
             stores = self.model_stores(now)
             replicas = int(self.replicate.get("max-replicas") or 3)
             notes = []
@@ -574,14 +1018,20 @@ class PD:  # pylint: disable=too-many-instance-attributes
                     notes.append(f"{self.region_total} regions created on stores {self.model.regions[0]['peers']}")
             else:
                 changed, used, notes = self.model.step(stores, replicas, self.budget, set(self.schedulers),
-                                                       set(self.evict), self.restarted)
+                                                       set(self.evict), self.restarted, self.move_budget)
                 self.budget -= used
+                self.move_budget -= self.model.moved
                 self.restarted = set()
-            snapshot = json.dumps(self.model.to_json()) if changed else None
+            puts = [(self.key("tidbsim/regions"), json.dumps(self.model.to_json()))] if changed else []
+            if self.last_store_check is None or mono - self.last_store_check >= self.store_check_interval:
+                self.last_store_check = mono
+                store_puts, store_notes = self.check_stores(now)
+                puts += store_puts
+                notes += store_notes
         for note in notes:
             self.rt.log(note)
-        if snapshot is not None:
-            self.leader_write([(self.key("tidbsim/regions"), snapshot)])
+        if puts:
+            self.leader_write(puts)
 
     def save_config(self):
         self.etcd.put(self.key("config"), json.dumps({"replication": self.replicate}))
@@ -696,20 +1146,35 @@ class PD:  # pylint: disable=too-many-instance-attributes
                               "is_initialized": self.bootstrapped, "replication_status": {"state": "", "state_id": 0}})
 
     def _store_view(self, store_id, counts=None):
+        """pkg/response/store.go BuildStoreInfo: the metapb.Store (its JSON field order, zero values
+        left out: no `state` for Up, no `node_state` for Preparing) plus `state_name`, which is the
+        metapb state's name, rewritten to Down or Disconnected only for an Up store (an Offline store
+        that stops heartbeating stays "Offline")."""
         store = self.stores[store_id]
         beat = self.heartbeats.get(store_id) or {"last_heartbeat": self.leader_since}
         last = beat["last_heartbeat"]
         age = time.time() - last
-        state = "Up"
-        if age > self.down_after:
-            state = "Down"
-        elif age > self.disconnected_after:
-            state = "Disconnected"
-        info = {k: store[k] for k in ("id", "address", "peer_address", "status_address", "version")}
+        state = store_state(store)
+        name = STATE_NAMES[state]
+        if state == UP and age > self.down_after:
+            name = "Down"
+        elif state == UP and age > self.disconnected_after:
+            name = "Disconnected"
+        info = {"id": store["id"], "address": store["address"]}
+        if state:
+            info["state"] = state
         if store.get("labels"):
             info["labels"] = store["labels"]
+        for key in ("version", "peer_address", "status_address"):
+            if store.get(key):
+                info[key] = store[key]
         start = store.get("start") or last
-        info.update(start_timestamp=int(start), deploy_path="/", last_heartbeat=int(last * 1e9), node_state=1, state_name=state)
+        info.update(start_timestamp=int(start), deploy_path="/", last_heartbeat=int(last * 1e9))
+        if store.get("physically_destroyed"):
+            info["physically_destroyed"] = True
+        if node_state(store):
+            info["node_state"] = node_state(store)
+        info["state_name"] = name
         leaders, peers = counts or self.model.counts()
         leader_count, region_count = leaders.get(store_id, 0), peers.get(store_id, 0)
         # pkg/response/store.go StoreStatus, in its field order; the "count" leader schedule policy
@@ -729,33 +1194,152 @@ class PD:  # pylint: disable=too-many-instance-attributes
         return {"store": info, "status": status}
 
     def stores_api(self, request):
+        """server/api/store.go GetAllStores with NewStoreStateFilter: Up and Offline stores by
+        default, `?state=0|1|2` (repeatable) selects by metapb state; a bad value is a 500. PD lists
+        the stores from a Go map: in no particular order."""
         if not self.bootstrapped:
-            return json_response("TiKV cluster not bootstrapped, please start TiKV first", 500)
-        wanted = {int(s) for s in request.query.get("state", []) if s.isdigit()} or {0, 1}
+            return json_response(NOT_BOOTSTRAPPED, 500)
+        wanted = [UP, OFFLINE]
+        if "state" in request.query:
+            wanted = []
+            for item in request.query["state"]:
+                if not re.fullmatch(r"[+-]?[0-9]+", item):
+                    return json_response(f'strconv.Atoi: parsing "{item}": invalid syntax', 500)
+                if int(item) not in STATE_NAMES:
+                    return json_response(f"unknown StoreState: {int(item)}", 500)
+                wanted.append(int(item))
         with self.lock:
             counts = self.model.counts()
-            views = [self._store_view(store_id, counts) for store_id in sorted(self.stores)]
-        views = [v for v in views if 0 in wanted]  # simulated stores are never Offline or Tombstone
+            views = [self._store_view(i, counts) for i, meta in self.stores.items() if store_state(meta) in wanted]
+        random.shuffle(views)
         return json_response({"count": len(views), "stores": views})
 
     def store_api(self, _request, store_id):
         with self.lock:
             if int(store_id) not in self.stores:
-                return json_response(f"[PD:core:ErrStoreNotFound]store id {store_id} not found", 404)
+                return json_response(ERR_STORE_NOT_FOUND.format(int(store_id)), 404)
             return json_response(self._store_view(int(store_id)))
 
-    def store_heartbeat(self, request):
-        """Private: TiKV and TiFlash register and heartbeat here (the real ones use gRPC). The reply
-        carries the store's leader and region counts, which the simulated TiKV exposes as metrics."""
+    def offline_check(self, store_id, meta):
+        """Before Up -> Offline: server/cluster/cluster.go checkTikvReplicaBeforeOfflineStore (master)
+        and checkReplicaBeforeOfflineStore (v8.5.7), the stricter of the two. For a TiKV store only
+        the Up TiKV stores count (master); a TiFlash store is checked too, counting every Up store
+        (v8.5.7; master lets TiFlash through). "Up" is the node state (Preparing or Serving): a
+        store that stopped heartbeating still counts, as in PD. None, or PD's error."""
+        ups = [i for i, m in self.stores.items() if is_up(m) and (is_tikv(m) or not is_tikv(meta))]
+        expect = len(ups) - 1
+        replicas = int(self.replicate["max-replicas"])
+        if expect < replicas:
+            return ERR_STORES_NOT_ENOUGH.format(store_id, expect, replicas)
+        if len(self.evict) < expect:
+            return None
+        remaining = [i for i in ups if i != store_id]
+        if sum(1 for i in self.evict if i in remaining) == len(remaining):
+            return ERR_NO_STORE_FOR_LEADER.format(store_id)
+        return None
+
+    def store_delete(self, request, store_id):
+        """server/api/store.go DeleteStore -> cluster.go RemoveStore(id, physicallyDestroyed): Up ->
+        Offline (node state Removing). `force` in the query (any value, even `force=false`: PD only
+        looks for the key) means physically destroyed: no replica check, and the address may be
+        used again by a new store. Errors: 404 unknown store, 410 Tombstone, 400 the others."""
+        store_id = int(store_id)
+        force = "force" in request.query
+        with self.lock:
+            if not self.bootstrapped:
+                return json_response(NOT_BOOTSTRAPPED, 500)
+            meta = self.stores.get(store_id)
+            if meta is None:
+                return json_response(ERR_STORE_NOT_FOUND.format(store_id), 404)
+            state = node_state(meta)
+            if state == REMOVING and bool(meta.get("physically_destroyed")) == force:
+                return json_response(STORE_OFFLINE)  # "Remove an offline store should be OK, nothing to do."
+            if state == REMOVED:
+                return json_response(ERR_STORE_REMOVED.format(store_id), 410)
+            if meta.get("physically_destroyed"):
+                return json_response(ERR_STORE_DESTROYED.format(store_id), 400)
+            if state in (PREPARING, SERVING) and not force:
+                problem = self.offline_check(store_id, meta)
+                if problem:
+                    return json_response(problem, 400)
+            new = dict(meta, state=OFFLINE, node_state=REMOVING)
+            new.pop("physically_destroyed", None)
+            if force:
+                new["physically_destroyed"] = True
+            if not self.leader_write([(self.key(f"raft/s/{store_id:020d}"), json.dumps(new))]):
+                return json_response(NOT_LEADER, 500)
+            self.stores[store_id] = new
+            _leaders, peers = self.model.counts()
+        self.rt.log(f"store has been offline: store {store_id} ({meta['address']}), {peers.get(store_id, 0)} regions,"
+                    f" physically destroyed {str(force).lower()}")
+        return json_response(STORE_OFFLINE)
+
+    def stores_remove_tombstone(self, _request):
+        """server/api/store.go RemoveTombStone -> cluster.go RemoveTombStoneRecords: every
+        Tombstone store that holds no region leaves etcd; one that still holds regions is kept and
+        named in a 500 "failed stores: 4, 5"."""
+        with self.lock:
+            if not self.bootstrapped:
+                return json_response(NOT_BOOTSTRAPPED, 500)
+            _leaders, peers = self.model.counts()
+            remove, failed = tombstones_to_remove(self.stores, peers)
+            if remove and not self.leader_write(deletes=[self.key(f"raft/s/{i:020d}") for i in remove]):
+                return json_response(NOT_LEADER, 500)
+            for store_id in remove:
+                self.rt.log(f"delete store succeeded: store {store_id} ({self.stores[store_id]['address']})")
+                del self.stores[store_id]
+                self.heartbeats.pop(store_id, None)
+        if failed:
+            return json_response("failed stores: " + ", ".join(str(i) for i in failed), 500)
+        return json_response("Remove tombstone successfully.")
+
+    # Private calls standing for TiKV's and TiFlash's gRPC ones (pdpb AllocID, PutStore,
+    # StoreHeartbeat). An error travels in the reply's header, as in pdpb: {"type", "message"}.
+
+    def _pd_reply(self, error_type=None, message="", **fields):
+        header = {"cluster_id": self.cluster_id}
+        if error_type:
+            header["error"] = {"type": error_type, "message": message}
+        return json_response(dict(fields, header=header))
+
+    def sim_alloc_id(self, _request):
+        """pdpb AllocID: a new TiKV allocates its store id before it registers (and keeps it in its data dir)."""
+        with self.lock:
+            return self._pd_reply(id=self.alloc_id())
+
+    def store_put(self, request):
+        """pdpb PutStore (server/grpc_service.go, cluster.go putStoreImpl). A Tombstone store id is
+        refused (STORE_TOMBSTONE "store is tombstone"), so is a TiFlash store while placement rules
+        are off; no other store that is neither Tombstone nor physically destroyed may use the same
+        address or peer address ("duplicated store address"). A known store keeps its state and
+        merges its labels; a new one starts Up/Preparing. The first store bootstraps the cluster."""
         body = request.json()
         with self.lock:
-            store_id = next((i for i, s in self.stores.items() if s["address"] == body["address"]), None)
-            if store_id is None:
-                store_id = self.alloc_id()
+            store_id = int(body.get("id") or 0)
+            if not store_id:
+                return self._pd_reply("UNKNOWN", f"invalid put store {store_text(body)}")
+            old = self.stores.get(store_id)
+            if old is not None and node_state(old) == REMOVED:
+                return self._pd_reply("STORE_TOMBSTONE", "store is tombstone")
+            labels = body.get("labels") or []
+            if self.replicate["enable-placement-rules"] != "true" and label_value(labels, "engine") == "tiflash":
+                return self._pd_reply("UNKNOWN", "placement rules is disabled")
             meta = {"id": store_id, "address": body["address"], "peer_address": body.get("peer_address") or body["address"],
                     "status_address": body.get("status_address", ""), "version": body.get("version", common.SIM_VERSION),
-                    "labels": body.get("labels") or [], "start": body.get("start") or time.time()}
-            old = self.stores.get(store_id)
+                    "labels": labels, "start": body.get("start") or time.time()}
+            for other in self.stores.values():
+                if node_state(other) == REMOVED or other.get("physically_destroyed") or other["id"] == store_id:
+                    continue
+                if meta["address"] in (other["address"], other.get("peer_address")):
+                    return self._pd_reply("UNKNOWN", f"duplicated store address: {store_text(meta)}, already registered by {store_text(other)}")
+                if meta["peer_address"] in (other["address"], other.get("peer_address")):
+                    return self._pd_reply("UNKNOWN", f"duplicated store peer address: {store_text(meta)},"
+                                                     f" already registered by {store_text(other)}")
+            if old is not None:
+                meta["labels"] = merge_labels(old.get("labels"), labels)
+                meta.update({k: old[k] for k in ("state", "node_state", "physically_destroyed") if k in old})
+            else:
+                meta.update(state=UP, node_state=PREPARING)
             if old != meta:
                 self.etcd.put(self.key(f"raft/s/{store_id:020d}"), json.dumps(meta))
                 self.stores[store_id] = meta
@@ -765,12 +1349,65 @@ class PD:  # pylint: disable=too-many-instance-attributes
                 self.etcd.put(self.key("raft"), json.dumps({"id": self.cluster_id, "max_peer_count": self.replicate["max-replicas"]}))
                 self.bootstrapped = True
                 self.rt.log(f"cluster bootstrapped by store {store_id} ({body['address']})")
+                if self.replicate["enable-placement-rules"] == "true":
+                    self.init_rules()
+            self.rt.log(f"put store ok: {store_text(meta)}")
+        return self._pd_reply(store_id=store_id)
+
+    def store_heartbeat(self, request):
+        """pdpb StoreHeartbeat: a Tombstone store gets STORE_TOMBSTONE "store is tombstone" (checkStore),
+        an unknown one "store N not found". The reply carries the store's node state (TiKV logs
+        "store is offlined by pd" when it is Removing) and its leader and region counts, which the
+        simulated TiKV exposes as metrics."""
+        body = request.json()
+        with self.lock:
+            if not self.bootstrapped:
+                return self._pd_reply("NOT_BOOTSTRAPPED", "cluster is not bootstrapped")
+            store_id = int(body.get("store_id") or 0)
+            meta = self.stores.get(store_id)
+            if meta is not None and node_state(meta) == REMOVED:
+                return self._pd_reply("STORE_TOMBSTONE", "store is tombstone")
+            if meta is None:
+                return self._pd_reply("UNKNOWN", f"store {store_id} not found")
             beat = {"last_heartbeat": time.time()}
             beat.update({k: body[k] for k in ("capacity", "available", "used_size", "disk_status") if body.get(k) is not None})
             self.heartbeats[store_id] = beat
             leaders, peers = self.model.counts()
-        return json_response({"store_id": store_id, "cluster_id": self.cluster_id,
-                              "leader_count": leaders.get(store_id, 0), "region_count": peers.get(store_id, 0)})
+        return self._pd_reply(store_id=store_id, state=node_state(meta), leader_count=leaders.get(store_id, 0),
+                              region_count=peers.get(store_id, 0))
+
+    # ------------------------------------------------------------ members (server/api/member.go)
+
+    def member_delete(self, _request, kind, raw):
+        """DeleteMemberByName / DeleteMemberByID: the member's leader priority key goes (a leader
+        transaction), then etcd's MemberRemove. By name: 404 "not found, pd: <name>" for a name
+        etcd's member list does not hold. By id: 400 for an id that is not a number; an unknown id
+        is etcd's error, 500. The removed member's etcd stops when it learns it, and its pd-server
+        exits 1 (EtcdProcess._watch)."""
+        if kind == "id":
+            if not re.fullmatch(r"[0-9]+", raw):
+                return json_response(f'strconv.ParseUint: parsing "{raw}": invalid syntax', 400)
+            if int(raw) >= 1 << 64:
+                return json_response(f'strconv.ParseUint: parsing "{raw}": value out of range', 400)
+            member_id = int(raw)
+        else:
+            try:
+                members = self.etcd.members()
+            except OSError as exc:
+                return json_response(ERR_MEMBER_LIST.format(exc), 500)
+            member_id = next((int(m["ID"]) for m in members if m.get("name") == raw), 0)
+            if not member_id:
+                return json_response(f"not found, pd: {raw}", 404)
+        if not self.leader_write(deletes=[self.key(f"member/{member_id}/leader_priority")]):
+            return json_response(ERR_TXN_CONFLICT, 500)
+        try:
+            self.etcd.call("/v3/cluster/member/remove", {"ID": str(member_id)}, timeout=10)
+        except EtcdError as exc:
+            return json_response(ERR_MEMBER_REMOVE.format(exc.message), 500)
+        except OSError as exc:
+            return json_response(ERR_MEMBER_REMOVE.format(exc), 500)
+        self.rt.log(f"removed pd member {raw} (id {member_id}) from the cluster")
+        return json_response(f"removed, pd: {raw if kind == 'name' else member_id}")
 
     # ------------------------------------------------------------ schedulers (server/api/scheduler.go)
 
@@ -950,9 +1587,169 @@ class PD:  # pylint: disable=too-many-instance-attributes
             if key in ("location-labels", "isolation-level") and not isinstance(value, str):
                 return json_response(f"json: cannot unmarshal {json.dumps(value)} into Go value of type string", 400)
         with self.lock:
-            self.replicate.update(body)
-            self.save_config()
+            problem = self.apply_replication(dict(self.replicate, **body))
+        if problem:
+            return json_response(problem, 500)
         return json_response("The config is updated.")
+
+    def apply_replication(self, cfg):
+        """server/server.go SetReplicationConfig: None, or the error (the caller picks the status).
+
+        Turning placement rules on or off needs a running (bootstrapped) cluster; on initializes the
+        rules (pd/default of max-replicas when there are none), off is refused while a TiFlash store
+        is not Tombstone. With placement rules on, even an unchanged POST needs a bootstrapped
+        cluster, and a new max-replicas (or location-labels, isolation-level) goes into pd/default,
+        which must then be the only rule over the whole key space and agree with the old config."""
+        old = self.replicate
+        rules_on = cfg["enable-placement-rules"] == "true"
+        if rules_on != (old["enable-placement-rules"] == "true"):
+            if not self.bootstrapped:
+                return NOT_BOOTSTRAPPED
+            if rules_on:
+                problem = self.init_rules()
+                if problem:
+                    return problem
+            elif any(node_state(m) != REMOVED and not is_tikv(m) for m in self.stores.values()):
+                return "cannot disable placement rules with TiFlash nodes"
+        rule = None
+        if rules_on:
+            if not self.bootstrapped:
+                return NOT_BOOTSTRAPPED
+            labels = [item for item in str(cfg.get("location-labels") or "").split(",") if item]
+            old_labels = [item for item in str(old.get("location-labels") or "").split(",") if item]
+            if int(cfg["max-replicas"]) != int(old["max-replicas"]) or labels != old_labels \
+                    or cfg.get("isolation-level", "") != old.get("isolation-level", ""):
+                current = (self.rules or {}).get(("pd", "default"))
+                if current is None or current.get("start_key") or current.get("end_key"):
+                    return ("cannot update MaxReplicas, LocationLabels or IsolationLevel when placement rules feature is enabled"
+                            " and not only default rule exists, please update rule instead")
+                if current["count"] != int(old["max-replicas"]) or (current.get("location_labels") or []) != old_labels \
+                        or (current.get("isolation_level") or "") != (old.get("isolation-level") or ""):
+                    return ("cannot to update replication config, the default rules do not consistent with replication config,"
+                            " please update rule instead")
+                rule = dict(current, count=int(cfg["max-replicas"]), location_labels=labels,
+                            isolation_level=cfg.get("isolation-level") or "")
+                problem = adjust_rule(rule, list(self.stores.values()), int(cfg["max-replicas"]))
+                if problem:
+                    return problem
+        puts = [(self.key("config"), json.dumps({"replication": cfg}))]
+        if rule is not None:
+            rule["version"] = int(rule.get("version") or 0) + 1
+            puts.append((self.key(rule_storage_key("pd", "default")), json.dumps(self._stored_rule(rule))))
+        if self.leader_value and not self.leader_write(puts):
+            return NOT_LEADER
+        if not self.leader_value:
+            self.etcd.put(*puts[0])
+        if rule is not None:
+            self.rules[("pd", "default")] = rule
+        self.replicate = cfg
+        return None
+
+    # ------------------------------------------------------------ placement rules (server/api/rule.go)
+
+    @staticmethod
+    def _stored_rule(rule):
+        """What RuleManager saves: the rule without the runtime-only version and create_timestamp."""
+        return {k: v for k, v in rule_view(rule).items() if k not in ("version", "create_timestamp")}
+
+    def _rules_guard(self):
+        """The cluster middleware (500 before bootstrap), then the rule middleware (412 when off)."""
+        if not self.bootstrapped:
+            return json_response(NOT_BOOTSTRAPPED, 500)
+        if self.replicate["enable-placement-rules"] != "true" or self.rules is None:
+            return json_response(RULES_DISABLED, 412)
+        return None
+
+    def _sorted_rules(self, group=None):
+        return [rule_view(r) for r in sorted(self.rules.values(), key=rule_order) if group is None or r["group_id"] == group]
+
+    def rules_get(self, _request):
+        """GetAllRules: every rule, ordered by (group, index, id)."""
+        with self.lock:
+            return self._rules_guard() or json_response(self._sorted_rules())
+
+    def rules_group_get(self, _request, group):
+        """GetRuleByGroup: the group's rules; `null` for a group without rules (a nil Go slice)."""
+        with self.lock:
+            return self._rules_guard() or json_response(self._sorted_rules(group) or None)
+
+    def rule_get(self, _request, group, rule_id):
+        with self.lock:
+            guard = self._rules_guard()
+            if guard:
+                return guard
+            rule = self.rules.get((group, rule_id))
+            return json_response(rule_view(rule)) if rule else json_response(RULE_NOT_FOUND, 404)
+
+    def _commit_rules(self, rules, key, rule):
+        """TryCommitPatchLocked: build the rule list (500 on failure), save, then keep in memory.
+        `rule` None deletes `key`. None, or the error response."""
+        problem = build_rule_list_error(rules.values())
+        if problem:
+            return json_response(problem, 500)
+        path = self.key(rule_storage_key(*key))
+        if not self.leader_write(puts=[(path, json.dumps(self._stored_rule(rule)))] if rule else (),
+                                 deletes=() if rule else [path]):
+            return json_response(NOT_LEADER, 500)
+        self.rules = rules
+        return None
+
+    def rule_post(self, request):
+        """SetRule: the body is one placement.Rule. pd/default first sets max-replicas to its count
+        (syncReplicateConfigWithDefaultRule, a 400 on failure); then AdjustRule (400) and the rule
+        list (500). An updated rule's version grows by one, a new rule gets its create_timestamp."""
+        with self.lock:
+            guard = self._rules_guard()
+        if guard:
+            return guard
+        try:
+            body = json.loads(request.body or b"")
+        except ValueError as exc:
+            return json_response({"code": "input", "msg": str(exc), "data": None}, 400)
+        rule, problem = parse_rule(body)
+        if problem:
+            return json_response({"code": "input", "msg": problem, "data": None}, 400)
+        with self.lock:
+            key = (rule.get("group_id", ""), rule.get("id", ""))
+            if key == ("pd", "default") and rule["count"] != int(self.replicate["max-replicas"]):
+                problem = self.apply_replication(dict(self.replicate, **{"max-replicas": rule["count"]}))
+                if problem:
+                    return json_response(problem, 400)
+            problem = adjust_rule(rule, list(self.stores.values()), int(self.replicate["max-replicas"]))
+            if problem:
+                return json_response(problem, 400)
+            old = self.rules.get(key)
+            rule["version"] = int(old.get("version") or 0) + 1 if old else 0
+            rule["create_timestamp"] = old.get("create_timestamp") if old else int(time.time())
+            failure = self._commit_rules({**self.rules, key: rule}, key, rule)
+            if failure:
+                return failure
+        self.rt.log(f"placement rule updated: {json.dumps(rule_view(rule))}")
+        return json_response("Update rule successfully.")
+
+    def rule_delete(self, _request, group, rule_id):
+        """DeleteRuleByGroup: 200 even for an unknown rule; a 500 when the rules left do not cover
+        the key space (deleting pd/default alone: "no rule left")."""
+        with self.lock:
+            guard = self._rules_guard()
+            if guard:
+                return guard
+            rules = {k: v for k, v in self.rules.items() if k != (group, rule_id)}
+            if len(rules) != len(self.rules):
+                failure = self._commit_rules(rules, (group, rule_id), None)
+                if failure:
+                    return failure
+            elif not rules:
+                return json_response(RULE_LIST.format("no rule left"), 500)
+        self.rt.log(f"placement rule is removed: {group}/{rule_id}")
+        return json_response("Delete rule successfully.")
+
+    def rules_other(self, request, path):
+        """The other rule paths (rules/batch, rule_group(s), placement-rule, POST /config/rules):
+        behind the same middlewares, not simulated."""
+        with self.lock:
+            guard = self._rules_guard()
+        return guard or json_response(f"tidbsim: {request.method} /pd/api/v1/config/{path} is not simulated", 501)
 
     def config(self, _request):
         replicate = dict(self.replicate_initial)
@@ -969,12 +1766,6 @@ class PD:  # pylint: disable=too-many-instance-attributes
                               "peer-urls": ",".join(self.peer_urls), "lease": self.lease_ttl, "replication": replicate,
                               "schedule": {"max-store-down-time": f"{self.down_after:g}s"}})
 
-    def rules(self, _request, *_groups):
-        if self.replicate["enable-placement-rules"] != "true":
-            return json_response("Placement rules feature is disabled.", 412)
-        return json_response([{"group_id": "pd", "id": "default", "start_key": "", "end_key": "", "role": "voter",
-                               "count": self.replicate["max-replicas"]}])
-
     def build_router(self):
         r = common.Router()
         v1 = "/pd/api/v1"
@@ -988,6 +1779,9 @@ class PD:  # pylint: disable=too-many-instance-attributes
         r.add("GET", v1 + "/cluster/status", self.cluster_status)
         r.add("GET", v1 + "/stores", self.stores_api)
         r.add("GET", v1 + r"/store/(\d+)", self.store_api)
+        r.add("DELETE", v1 + r"/store/(\d+)", self.store_delete)
+        r.add("DELETE", v1 + "/stores/remove-tombstone", self.stores_remove_tombstone)
+        r.add("DELETE", v1 + "/members/(name|id)/([^/]+)", self.member_delete)
         r.add("GET", v1 + "/schedulers", self.schedulers_get)
         r.add("POST", v1 + "/schedulers", self.schedulers_post)
         r.add("DELETE", v1 + "/schedulers/([^/]+)", self.schedulers_delete)
@@ -997,8 +1791,15 @@ class PD:  # pylint: disable=too-many-instance-attributes
         r.add("GET", v1 + "/config", self.config)
         r.add("GET", v1 + "/config/replicate", self.replicate_get)
         r.add("POST", v1 + "/config/replicate", self.replicate_post)
-        r.add("*", v1 + "/config/(rules|rules/batch|rules/group/.*|rule/.*|rule_groups?|placement-rule.*)", self.rules)
+        r.add("GET", v1 + "/config/rules", self.rules_get)
+        r.add("GET", v1 + "/config/rules/group/([^/]+)", self.rules_group_get)
+        r.add("GET", v1 + "/config/rule/([^/]+)/([^/]+)", self.rule_get)
+        r.add("DELETE", v1 + "/config/rule/([^/]+)/([^/]+)", self.rule_delete)
+        r.add("POST", v1 + "/config/rule", self.rule_post)
+        r.add("*", v1 + "/config/(rules|rules/.*|rule/.*|rule|rule_groups?|rule_group/.*|placement-rule.*)", self.rules_other)
         r.add("GET", "/pd/api/v2/readyz", self.readyz)
+        r.add("POST", "/sim/pd/alloc_id", self.sim_alloc_id)
+        r.add("POST", "/sim/pd/store/put", self.store_put)
         r.add("POST", "/sim/pd/store/heartbeat", self.store_heartbeat)
         r.add("GET", "/sim/pd/stores", self.sim_stores)
         self.router = r

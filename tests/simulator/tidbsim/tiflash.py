@@ -8,6 +8,10 @@ MetricsPrometheus.cpp; pingcap/tidb-engine-ext proxy_components/proxy_server/src
 flash service on exactly flash.service_addr, the proxy on flash.proxy.addr and status-addr, the
 metrics on listen_host:status.metrics_port (8234 by default). The embedded proxy runs TiKV's
 open-files check and reserved-space logic on its own TOML (flash.proxy.config).
+The proxy registers the store as TiKV does (see tikv.py): its store ident in the proxy's data dir,
+`[FATAL] failed to start node: StoreTombstone("store is tombstone")` (exit 1) when PD has buried the
+store, `store heartbeat failed` logged while a buried store keeps running
+(tidb-engine-ext proxy_components/proxy_server/src/run.rs, components/raftstore/src/store/worker/pd.rs).
 With [tici.*]: needs the reader-node address (kebab or snake spelling, or `port`) and tici.s3 keys,
 checks the bucket with those keys, then listens on the reader address.
 """
@@ -19,7 +23,7 @@ import tomllib
 from . import common, s3check, storage
 from .common import Flag, text_response
 from .storage import get_path
-from .tikv import StoreClient
+from .tikv import PROXY_FATALS, StoreClient
 
 DEFAULT_METRICS_PORT = 8234
 PROXY_RESERVE_SPACE = "1GB"  # tidb-engine-ext proxy_components/proxy_server/src/config.rs
@@ -134,7 +138,8 @@ def main(argv):
     disk.init()
     client = StoreClient(runtime, pd_addresses(settings.pd_addr), {
         "address": settings.service_addr, "peer_address": settings.proxy_advertise, "status_address": settings.status_advertise,
-        "version": common.SIM_VERSION.lstrip("v"), "labels": [{"key": "engine", "value": "tiflash"}]}, disk)
+        "version": common.SIM_VERSION.lstrip("v"), "labels": [{"key": "engine", "value": "tiflash"}]}, disk,
+        ident_dir=os.path.abspath(settings.proxy_data_dir), fatals=PROXY_FATALS)
     state = {"problem": "starting", "reader": False}
 
     def note(problem):

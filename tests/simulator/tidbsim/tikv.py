@@ -1,5 +1,17 @@
 """tikv-server: registers its advertise address as a PD store and heartbeats; /status once registered.
 
+Registration as real TiKV does it (tikv/tikv src/server/raft_server.rs try_bootstrap_store,
+check_store, start): the store ident (cluster id, store id) lives in the data dir
+(`tidbsim-store-ident.json` here, a key in the kv engine there); without one, TiKV allocates a store
+id from PD and writes it; with one from another cluster it exits (`cluster ID mismatch`). Then
+PutStore: PD refuses a Tombstone store (STORE_TOMBSTONE) and an address another live store uses
+(`duplicated store address`); TiKV exits 1 with `[FATAL] failed to start raft_server: ...`
+(components/server/src/server.rs; the fatal! macro exits 1). Once running, a heartbeat that PD
+answers with an error is only logged, `store heartbeat failed` (components/raftstore/src/store/
+worker/pd.rs, error level in v8.5.7): a store that PD buries while the process runs keeps running
+until it is stopped, and fails on its next start. A node state of Removing or Removed in PD's
+answer logs `store is offlined by pd` once.
+
 At start, as real TiKV: the open-files check (1000 + rocksdb.max-open-files, doubled with Titan,
 + raftdb.max-open-files) and the reserved space (storage.reserve-space, default 5GB, with its
 space_placeholder_file); the disk status (Normal, AlmostFull, AlreadyFull) and the capacity,
@@ -70,31 +82,124 @@ def pd_endpoints(value):
     return [f"http://{address}" for address in endpoints]
 
 
-class StoreClient:
-    """Heartbeats a store into PD (TiKV and TiFlash share it), with its disk statistics."""
+# How the start-up failures read (TiKV's components/server/src/server.rs; the TiFlash proxy's
+# proxy_components/proxy_server/src/run.rs says "node" instead).
+TIKV_FATALS = {"bootstrap": "failed to bootstrap raft_server id", "start": "failed to start raft_server",
+               "ident_source": "src/server/raft_server.rs:264"}
+PROXY_FATALS = {"bootstrap": "failed to bootstrap node id", "start": "failed to start node",
+                "ident_source": "src/server/raft_server.rs:260"}
+# components/pd_client/src/util.rs check_resp_header: an Unknown error becomes box_err!(message).
+PD_CLIENT_SOURCE = "components/pd_client/src/util.rs:953"
+IDENT_FILE = "tidbsim-store-ident.json"
+HEARTBEAT_ERROR_EVERY = 10.0  # TiKV heartbeats PD every 10 s, so it logs a failed heartbeat that often
 
-    def __init__(self, runtime, pd_urls, store, disk=None):
+
+def pd_client_error(error):
+    """A pdpb error header as TiKV's pd_client::Error prints with {:?}."""
+    kind, message = error.get("type"), error.get("message", "")
+    if kind == "STORE_TOMBSTONE":
+        return f"StoreTombstone({json.dumps(message)})"
+    if kind == "NOT_BOOTSTRAPPED":
+        return "ClusterNotBootstrapped(0)"
+    return f"Other({json.dumps(f'[{PD_CLIENT_SOURCE}]: {message}')})"
+
+
+class StoreClient:
+    """Registers a store in PD and heartbeats it (TiKV and TiFlash share it), with its disk statistics.
+
+    ident_dir: where the store ident lives (TiKV's data dir, the TiFlash proxy's data dir);
+    fatals: the start-up failure wording (TIKV_FATALS or PROXY_FATALS)."""
+
+    def __init__(self, runtime, pd_urls, store, disk=None, ident_dir=None, fatals=None):  # pylint: disable=too-many-arguments
         self.rt = runtime
         self.pd_urls = pd_urls
         self.store = dict(store, start=time.time())
         self.disk = disk
+        self.ident_path = os.path.join(ident_dir, IDENT_FILE) if ident_dir else None
+        self.fatals = fatals or TIKV_FATALS
         self.store_id = None
         self.leader_count = 0
         self.region_count = 0
+        self.node_state = None
+        self.last_error = (None, 0.0)
+
+    def _call(self, path, body):
+        _status, data = common.first_answer("POST", self.pd_urls, path, body, accept=lambda status: status == 200)
+        return json.loads(data)
+
+    def _fatal(self, message):
+        self.rt.log(f"[FATAL] {message}")
+        os._exit(1)  # pylint: disable=protected-access
+
+    def _legacy_ident(self, cluster_id):
+        """A data dir from a simulator that kept no store ident (it has a marker from an earlier
+        start but no ident file): adopt the store PD has at this address, as that simulator did.
+        Not something real TiKV needs: its ident is written with its data."""
+        if not self.ident_path or self.rt.marker is None or not self.rt.marker.restarted:
+            return None
+        status, data = common.first_answer("GET", self.pd_urls, "/pd/api/v1/stores?state=0&state=1&state=2",
+                                           accept=lambda status: status in (200, 500))
+        if status != 200:  # not bootstrapped: no store to adopt
+            return None
+        found = [s["store"] for s in json.loads(data).get("stores", []) if s["store"]["address"] == self.store["address"]]
+        if not found:
+            return None
+        store = min(found, key=lambda s: (s.get("state_name") == "Tombstone", -s["id"]))
+        ident = {"cluster_id": cluster_id, "store_id": store["id"]}
+        os.makedirs(os.path.dirname(self.ident_path), exist_ok=True)
+        common.save_json(self.ident_path, ident)
+        self.rt.log(f"the data dir has no store ident (an older simulator): adopting store {store['id']} at {self.store['address']}")
+        return ident
+
+    def register(self):
+        """try_bootstrap_store then PutStore, once at start; any refusal is fatal (exit 1)."""
+        _status, data = common.first_answer("GET", self.pd_urls, "/pd/api/v1/members", accept=lambda status: status == 200)
+        cluster_id = int(json.loads(data)["header"]["cluster_id"])
+        ident = common.load_json(self.ident_path) if self.ident_path else None
+        if ident and int(ident["cluster_id"]) != cluster_id:
+            detail = (f"[{self.fatals['ident_source']}]: cluster ID mismatch, local {ident['cluster_id']} != remote {cluster_id},"
+                      " you are trying to connect to another cluster, please reconnect to the correct PD")
+            self._fatal(f"{self.fatals['bootstrap']}: {json.dumps(detail)}")
+        if not ident:
+            ident = self._legacy_ident(cluster_id)
+        if not ident:
+            reply = self._call("/sim/pd/alloc_id", {})
+            ident = {"cluster_id": cluster_id, "store_id": int(reply["id"])}
+            if self.ident_path:
+                os.makedirs(os.path.dirname(self.ident_path), exist_ok=True)
+                common.save_json(self.ident_path, ident)
+            self.rt.log(f"alloc store id {ident['store_id']}")
+        reply = self._call("/sim/pd/store/put", dict(self.store, id=ident["store_id"]))
+        error = (reply.get("header") or {}).get("error")
+        if error:
+            self._fatal(f"{self.fatals['start']}: {pd_client_error(error)}")
+        self.store_id = ident["store_id"]
+        self.rt.log(f"registered in PD as store {self.store_id} ({self.store['address']})")
 
     def heartbeat(self):
-        body = dict(self.store)
+        if self.store_id is None:
+            self.register()
+        body = {"store_id": self.store_id}
         if self.disk is not None:
             body.update(self.disk.inspect())
-        _status, data = common.first_answer("POST", self.pd_urls, "/sim/pd/store/heartbeat", body,
-                                            accept=lambda status: status == 200)
-        reply = json.loads(data)
-        store_id = reply["store_id"]
-        if self.store_id is None:
-            self.rt.log(f"registered in PD as store {store_id} ({self.store['address']})")
-        self.store_id = store_id
+        reply = self._call("/sim/pd/store/heartbeat", body)
+        error = (reply.get("header") or {}).get("error")
+        if error:
+            text, now = pd_client_error(error), time.monotonic()
+            if text != self.last_error[0] or now - self.last_error[1] >= HEARTBEAT_ERROR_EVERY:
+                self.rt.log(f'[ERROR] ["store heartbeat failed"] [err={json.dumps(text)}]')
+                self.last_error = (text, now)
+            return False
+        self.last_error = (None, 0.0)
+        state = reply.get("state", 1)
+        if state in (2, 3) and self.node_state not in (2, 3):
+            self.rt.log("store is offlined by pd")
+        elif state in (0, 1) and self.node_state in (2, 3):
+            self.rt.log("store is remarked with serving state by pd")
+        self.node_state = state
         self.leader_count = reply.get("leader_count", 0)
         self.region_count = reply.get("region_count", 0)
+        return True
 
     def pd_leader_count(self, timeout=1.0):
         """This store's leader_count as PD reports it (absent means 0), or None when PD does not answer in time."""
@@ -165,7 +270,7 @@ def main(argv):
     disk.init()
     client = StoreClient(runtime, pd_urls, {"address": address, "peer_address": address, "status_address": status_address,
                                             "version": common.SIM_VERSION.lstrip("v"), "labels": parse_labels(flags["labels"])},
-                         disk)
+                         disk, ident_dir=os.path.abspath(data_dir), fatals=TIKV_FATALS)
     interval = common.env_float("HEARTBEAT_INTERVAL", 0.5)
 
     def ready_verbose(request):
@@ -181,18 +286,22 @@ def main(argv):
     status_server = common.HttpService(runtime, flags["status-addr"], router, "status")
     common.TcpListener(runtime, flags["addr"], "grpc").start()
 
+    serving = {"status": False}
+
     def heartbeat():
         if not runtime.start_delay_passed():  # a slow start registers late
             return
-        first = client.store_id is None
-        client.heartbeat()
+        if client.store_id is None:
+            client.register()
         # The real status server starts only after PD registration.
-        if first:
+        if not serving["status"]:
             try:
                 status_server.start()
             except common.BindError as exc:
                 runtime.log(f"[FATAL] failed to start the status server: {exc}")
                 os._exit(1)  # pylint: disable=protected-access
+            serving["status"] = True
+        client.heartbeat()
         runtime.try_ready()
     runtime.every(interval, heartbeat)
     # Registered last, so it runs first on SIGTERM, while PD still counts this store's leaders.
