@@ -91,7 +91,7 @@ def _alive(pid):
     return True
 
 
-def pick_offset(hosts_file, rng=None):
+def pick_offset(hosts, rng=None):
     """A port offset whose shifted ports collide with no shipped default, are free right now, and are
     reserved by no other live process of this machine (pytest workers pick at the same time, before
     either cluster binds its ports; the reservation lasts as long as the process).
@@ -100,7 +100,7 @@ def pick_offset(hosts_file, rng=None):
     there can find its port taken by some outgoing connection and fail to bind until that closes.
     """
     rng = rng or random.Random()
-    wanted = sorted(set(inventory_ports(load_yaml(hosts_file))))
+    wanted = sorted(set(inventory_ports(load_yaml(hosts) if isinstance(hosts, (str, Path)) else hosts)))
     with open(str(RESERVATIONS) + ".lock", "a", encoding="utf-8") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
@@ -118,7 +118,7 @@ def pick_offset(hosts_file, rng=None):
                 reserved.setdefault(str(os.getpid()), []).extend(shifted)
                 RESERVATIONS.write_text(json.dumps(reserved), encoding="utf-8")
                 return offset
-    raise RuntimeError(f"no free port offset for {hosts_file}")
+    raise RuntimeError("no free port offset for these hosts")
 
 
 def _groups(hosts_yml):
@@ -231,18 +231,29 @@ def read_events(path):
 class Cluster:
     """A private copy of inventories/<base>: own name, ports, config root and work dir."""
 
-    def __init__(self, base="local", name=None, workdir=None, group_vars=None, groups=None, edit=None, sim=True):
-        """groups keeps only those inventory groups; edit(hosts) may change the shifted hosts.yml in place."""
+    def __init__(self, base="local", name=None, workdir=None, group_vars=None, groups=None, edit=None, sim=True, spare=None):
+        """groups keeps only those inventory groups; edit(hosts) may change the shifted hosts.yml in place;
+        spare ({group: {host: vars}}) are hosts whose ports are reserved and shifted with the others but
+        which join the inventory only with add_hosts (a scale-out)."""
         self.base = base
         self.name = name or f"bench{os.getpid() % 10000}{random.randrange(100, 1000)}"
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"tidbops-{self.name}-"))
         self.config_root = self.workdir / "configs"
         src = REPO / "inventories" / base
         hosts = load_yaml(src / "hosts.yml")
-        self.offset = pick_offset(src / "hosts.yml")
+        spare = spare or {}
+        with_spare = json.loads(json.dumps(hosts))
+        for group, extra in spare.items():
+            _groups(with_spare).setdefault(group, {}).setdefault("hosts", {}).update(extra)
+        self.offset = pick_offset(with_spare)
         self.inventory = self.workdir / "inventory"
         (self.inventory / "group_vars").mkdir(parents=True, exist_ok=True)
-        self.hosts = shift_inventory(hosts, self.offset)
+        shifted = shift_inventory(with_spare, self.offset)
+        self.spare = {group: {host: _groups(shifted)[group]["hosts"][host] for host in extra} for group, extra in spare.items()}
+        for group, extra in spare.items():
+            for host in extra:
+                del _groups(shifted)[group]["hosts"][host]
+        self.hosts = shifted
         if groups is not None:
             self.hosts["all"]["children"] = {g: body for g, body in _groups(self.hosts).items() if g in groups}
         if edit is not None:
@@ -258,6 +269,21 @@ class Cluster:
         self._runs = 0
 
     # ------------------------------------------------------------ inventory facts
+
+    def add_hosts(self, names):
+        """Put spare hosts into the inventory (a scale-out)."""
+        for group, extra in self.spare.items():
+            for host in names:
+                if host in extra:
+                    _groups(self.hosts)[group].setdefault("hosts", {})[host] = extra[host]
+        write_private(self.inventory / "hosts.yml", yaml.safe_dump(self.hosts, sort_keys=False))
+
+    def remove_hosts(self, names):
+        """Take hosts out of the inventory (after a scale-in)."""
+        for body in _groups(self.hosts).values():
+            for host in names:
+                (body.get("hosts") or {}).pop(host, None)
+        write_private(self.inventory / "hosts.yml", yaml.safe_dump(self.hosts, sort_keys=False))
 
     def instances(self, kind=None):
         """[(inventory host, kind, host vars)] in inventory order; a port set under its Ansible-safe

@@ -79,6 +79,22 @@ def cluster_urls(cluster):
     return pd, tidb
 
 
+def pd_json(cluster, path, timeout=20.0):
+    """GET from the first PD that answers 200; PDs restart, elect, join and leave meanwhile, so retry a while."""
+    pd_urls, _tidb = cluster_urls(cluster)
+    deadline = time.monotonic() + timeout
+    while True:
+        for url in pd_urls:
+            try:
+                with urllib.request.urlopen(url + path, timeout=3) as response:
+                    return json.loads(response.read())
+            except OSError:
+                continue
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no PD answered {path} within {timeout} s")
+        time.sleep(0.2)
+
+
 def engine_events(cluster_name, since, until):
     """Docker's container events of one cluster between two epoch times: [{t, name, action}] in order."""
     out = subprocess.run(["docker", "events", "--since", f"{since:.3f}", "--until", f"{until:.3f}", "--format", "{{json .}}",

@@ -1,14 +1,15 @@
 # -*- coding: utf-8 -*-
 # Copyright: tidbops.cluster contributors
 # Apache License 2.0 (see LICENSE)
-"""Filters over the cluster model (module_utils/_model.py): building it from the inventory, and the
-status table that playbooks/status.yml prints."""
+"""Filters over the cluster model (module_utils/_model.py): building it from the inventory, the
+status table that playbooks/status.yml prints, and the plans of a rolling restart and a scale-in."""
 
 from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.tidbops.cluster.plugins.module_utils import _config
 from ansible_collections.tidbops.cluster.plugins.module_utils import _model
+from ansible_collections.tidbops.cluster.plugins.module_utils import _scaling
 from ansible_collections.tidbops.cluster.plugins.module_utils import _topology as topo
 
 # Host variables the model reads besides each kind's own (ports, aliases, extra variables).
@@ -83,6 +84,12 @@ def roll_candidates(names, cluster):
     return found
 
 
+def scale_in_plan(names, cluster, pd):
+    """{problems, steps, remaining} of removing the inventory hosts ``names`` (module_utils/_scaling.py)."""
+    return _scaling.scale_in_plan(_config.plain(cluster, 'scale_in_plan'), _config.plain(names, 'scale_in_plan'),
+                                  _config.plain(pd, 'scale_in_plan') or {})
+
+
 def backend_role(backend):
     """The backend role that runs instances for tidb_backend (the registry's BACKENDS); '' when unknown."""
     return topo.BACKENDS.get(backend, '') if isinstance(backend, str) else ''
@@ -93,4 +100,4 @@ class FilterModule:
 
     def filters(self):
         return {'cluster_model': cluster_model, 'status_table': status_table, 'backend_role': backend_role,
-                'roll_candidates': roll_candidates}
+                'roll_candidates': roll_candidates, 'scale_in_plan': scale_in_plan}

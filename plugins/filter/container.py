@@ -8,6 +8,8 @@ container specs, the files an engine host renders, the engine's listing, and eac
   a spec is the process spec (module_utils/_process.py) plus the container's name, labels, data
   mount, network and limits, and ``hash``, a digest of all of it (file contents included) that the
   container carries as a label: a different digest means the container no longer matches its spec.
+* ``container_command(spec, pd_members)``: the command a container is created with, PD's first-start
+  flags (``--initial-cluster`` or ``--join``, by what PD lists) included; they stay out of ``hash``.
 * ``container_files(specs, names, secret)``: the ``directories`` of one tidbops.cluster.config_files
   run that writes the plain (or the secret) files of those instances.
 * ``container_listing(listing, backend, cluster)``: {container name: {exists, running, status, image,
@@ -25,7 +27,7 @@ import hashlib
 import json
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.tidbops.cluster.plugins.module_utils import _config
+from ansible_collections.tidbops.cluster.plugins.module_utils import _config, _process
 
 ABSENT = {'exists': False, 'running': False, 'status': 'absent', 'image': '', 'image_id': '', 'labels': {}}
 HASH_LABEL = 'tidbops.spec-hash'
@@ -68,8 +70,19 @@ def container_specs(cluster, settings):
         # volume name becomes a named volume (created with the container on Docker, labels included).
         spec['file_mounts'] = ['%s/%s:%s:ro' % (spec['config_dir'], f['name'], f['target']) for f in process['files']]
         spec['hash'] = hashlib.sha256(json.dumps(spec, sort_keys=True).encode('utf-8')).hexdigest()
+        # PD's first-start flags are outside the hash: which of them a member gets depends on the
+        # cluster at the time it is created, and it ignores them once it has data (container_command).
+        spec['membership'] = process.get('membership')
         specs[host] = spec
     return specs
+
+
+def container_command(spec, pd_members=None):
+    """The command a container is created with: its spec's, plus PD's first-start flags for the
+    cluster as PD listed its members (``pd_members``; None or empty: a new cluster)."""
+    if not isinstance(spec, dict) or 'command' not in spec:
+        raise AnsibleFilterError('container_command: the input must be a spec from tidbops.cluster.container_specs')
+    return list(spec['command']) + _process.membership_args(spec.get('membership'), pd_members)
 
 
 def container_files(specs, names, secret=False):
@@ -152,5 +165,5 @@ class FilterModule:
     """Container backend filters."""
 
     def filters(self):
-        return {'container_specs': container_specs, 'container_files': container_files,
+        return {'container_specs': container_specs, 'container_command': container_command, 'container_files': container_files,
                 'container_listing': container_listing, 'container_plan': container_plan, 'image_ids': image_ids}

@@ -120,6 +120,17 @@ def _classify(exc):
     return UNREACHABLE, to_text(reason) or type(reason).__name__
 
 
+def endpoints_problem(urls, option, kube_proxy=None):
+    """Return an error text when ``urls`` (a module's list option) is empty or holds an invalid URL, else None."""
+    if not urls:
+        return '%s: expected at least one URL' % option
+    for url in urls:
+        error = validate_url(url, option, kube_proxy)
+        if error:
+            return error
+    return None
+
+
 def validate_url(value, option, kube_proxy=None):
     """Return an error text when ``value`` is not an http(s) URL with a host, else None.
 

@@ -659,13 +659,15 @@ def _pod_templates(model, settings, address, problems):
         stand_in.update(pod='$(POD_NAME)', advertise_host='$(POD_NAME).%s.%s.svc' % (peer_service(settings, kind), address.namespace))
         if kind == 'pd':
             stand_in['pd_name'] = '$(POD_NAME)'
-        command = _process.spec(model, settings, stand_in)['command']
+        process = _process.spec(model, settings, stand_in)
+        command = process['command']
         for host in hosts:
             pod = model['instances'][host]['pod']
             if [arg.replace('$(POD_NAME)', pod) for arg in command] != model['processes'][host]['command']:
                 problems.append('%s (pod %s): its flags differ from the other pods of %s beyond its own name, which one '
                                 'pod template cannot express' % (host, pod, topo.kind(kind).group))
-        templates[kind] = {'command': command}
+        # PD pods share one template, so they all carry the bootstrap list (docs/kubernetes.md).
+        templates[kind] = {'command': command + _process.membership_args(process['membership'], None)}
     return templates
 
 

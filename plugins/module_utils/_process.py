@@ -110,11 +110,17 @@ class _Builder(object):
             '--advertise-client-urls=http://%s' % self.advertise_at('client_port'),
             '--peer-urls=http://%s' % self.listen_at('peer_port'),
             '--advertise-peer-urls=http://%s' % self.advertise_at('peer_port'),
-            # Every member gets the same list, so a fresh group elects its leader on its own.
-            '--initial-cluster=%s' % self.model['initial_cluster'],
             '--config=/etc/pd/pd.toml',
         ]
         return '/pd-server', command, [_file('pd.toml', '/etc/pd/pd.toml', _user_config(self.settings, 'pd', self.instance), self.header)]
+
+    def membership(self):
+        """PD's first-start flags (see membership_args): at bootstrap every member gets the same
+        list, so a fresh group elects its leader on its own."""
+        if self.instance['kind'] != 'pd':
+            return None
+        return {'bootstrap': ['--initial-cluster=%s' % self.model['initial_cluster']],
+                'client_url': 'http://%s' % self.advertise_at('client_port')}
 
     def tikv(self):
         user = _user_config(self.settings, 'tikv', self.instance)
@@ -276,10 +282,35 @@ def stop_grace(settings, kind_name):
     return grace
 
 
+def membership_args(membership, members):
+    """The flags a PD member starts with, besides its command: ``--initial-cluster`` when the cluster
+    is bootstrapped (``members`` empty or None: no PD answered), ``--join`` with the client URLs of the
+    current members (``members``: [{name, client_urls}] as PD lists them) when it exists.
+
+    Both only matter on a first start with an empty data dir: with etcd data in it, tikv/pd
+    server/join/join.go PrepareJoinCluster returns at once and etcd restarts from its own member
+    list, ignoring --initial-cluster. That is why they are not part of the spec a change is detected
+    on (so adding a PD restarts no member), and why a member that already has data may get either.
+    PD refuses to join itself ("join self is forbidden"), so the member's own URL is left out.
+    """
+    if not membership:
+        return []
+    urls = []
+    for member in members or []:
+        for url in member.get('client_urls') or []:
+            if url != membership['client_url'] and url not in urls:
+                urls.append(url)
+    if not urls:
+        return list(membership['bootstrap'])
+    return ['--join=%s' % ','.join(urls)]
+
+
 def spec(model, settings, instance):
-    """The process spec of one instance: {kind, image, entrypoint, command, env, files, ports, data}."""
+    """The process spec of one instance: {kind, image, entrypoint, command, membership, env, files,
+    ports, data}. ``membership`` (PD only) holds the first-start flags that membership_args picks from."""
     kind = topo.kind(instance['kind'])
-    entrypoint, command, files = getattr(_Builder(model, settings, instance), kind.name)()
+    builder = _Builder(model, settings, instance)
+    entrypoint, command, files = getattr(builder, kind.name)()
     env = dict(_ENV.get(kind.name, {}))
     env.update((settings.get('container_env') or {}).get(kind.name) or {})
     return {
@@ -288,6 +319,7 @@ def spec(model, settings, instance):
         'stop_grace': stop_grace(settings, kind.name),
         'entrypoint': entrypoint,
         'command': command,
+        'membership': builder.membership(),
         'env': dict((str(key), str(value)) for key, value in env.items()),
         'files': files,
         'ports': [{'name': name, 'label': port.label, 'port': instance['ports'][name]}

@@ -137,7 +137,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.tidbops.cluster.plugins.module_utils._http import CONNECTION_ARGSPEC, HttpClient, make_transport, validate_url
+from ansible_collections.tidbops.cluster.plugins.module_utils._http import CONNECTION_ARGSPEC, HttpClient, endpoints_problem, make_transport
 from ansible_collections.tidbops.cluster.plugins.module_utils import _rolling
 
 
@@ -155,12 +155,9 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
     name = 'instance_drain'
-    if not params['endpoints']:
-        module.fail_json(msg='%s: endpoints: expected at least one URL' % name)
-    for url in params['endpoints']:
-        error = validate_url(url, 'endpoints', params.get('kube_proxy'))
-        if error:
-            module.fail_json(msg='%s: %s' % (name, error))
+    error = endpoints_problem(params['endpoints'], 'endpoints', params.get('kube_proxy'))
+    if error:
+        module.fail_json(msg='%s: %s' % (name, error))
     if not params['instance'] and not (params['component'] == 'tikv' and params['state'] == 'released'):
         module.fail_json(msg='%s: instance is required for %s with state=%s' % (name, params['component'], params['state']))
 

@@ -18,7 +18,7 @@ import tomllib
 import pytest
 import yaml
 
-from ansible_collections.tidbops.cluster.plugins.filter.container import container_specs
+from ansible_collections.tidbops.cluster.plugins.filter.container import container_command, container_specs
 from ansible_collections.tidbops.cluster.plugins.filter.k8s_manifests import k8s_manifests
 from ansible_collections.tidbops.cluster.plugins.module_utils import _model
 from ansible_collections.tidbops.cluster.plugins.module_utils import _topology as topo
@@ -135,9 +135,10 @@ def _pods(model, settings):
 
 
 def _containers(model):
+    """What each container runs when the cluster is created (PD's bootstrap flags included)."""
     found = {}
     for host, spec in container_specs(model, CONTAINER_SETTINGS).items():
-        found[host] = ([spec["entrypoint"]], spec["command"], {f["target"]: _content(f["name"], f["content"]) for f in spec["files"]})
+        found[host] = ([spec["entrypoint"]], container_command(spec), {f["target"]: _content(f["name"], f["content"]) for f in spec["files"]})
     return found
 
 

@@ -29,25 +29,9 @@ def _tags():
     return f"{base}-up1", f"{base}-up2"
 
 
-def _pd_json(cluster, path, timeout=20.0):
-    """GET from the first PD that answers 200; PDs restart and elect during a roll, so retry a while."""
-    pd_urls, _tidb = rolling.cluster_urls(cluster)
-    deadline = time.monotonic() + timeout
-    while True:
-        for url in pd_urls:
-            try:
-                with urllib.request.urlopen(url + path, timeout=5) as response:
-                    return json.loads(response.read())
-            except OSError:
-                continue
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no PD answered {path} within {timeout} s")
-        time.sleep(0.2)
-
-
 def _evictions(cluster):
     """The stores PD's evict-leader-scheduler holds, and this collection's records of them in PD's etcd."""
-    schedulers = _pd_json(cluster, "/pd/api/v1/schedulers")
+    schedulers = rolling.pd_json(cluster, "/pd/api/v1/schedulers")
     pd_urls, _tidb = rolling.cluster_urls(cluster)
     prefix = b"/tidbops/evict-leader/"
     body = json.dumps({"key": base64.b64encode(prefix).decode(), "range_end": base64.b64encode(prefix[:-1] + b"0").decode()}).encode()
