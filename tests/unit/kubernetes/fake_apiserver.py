@@ -7,6 +7,18 @@ answers, through the pod and Service proxy paths, what the gates and the roll as
 cluster named ``tidb`` in namespace ``tidb`` (PD with a leader that can be transferred, TiKV, TiDB,
 TiCDC, TiFlash, placement rules). Every request is recorded so tests can assert order and count.
 
+For a scale-in, PD keeps state: a member can be deleted (``DELETE /pd/api/v1/members/name/{name}``,
+the leader re-elected when it leaves) and a store taken offline (``DELETE /pd/api/v1/store/{id}``,
+refused when fewer than ``max-replicas`` (3) TiKV stores would stay Up): an Offline store reports
+``offline_regions`` regions, ``region_step`` fewer at each read of the stores, and becomes Tombstone
+at 0; ``DELETE /pd/api/v1/stores/remove-tombstone`` forgets the tombstones. ``GET
+/pd/api/v1/stores`` lists the stores that are not Tombstone, ``?state=0&state=1&state=2`` the
+states asked for. ``pd_events`` records ``(index of the request in requests, what, who)``:
+``offline``, ``tombstone``, ``remove-tombstone`` for store ids, ``member-delete`` and ``leader`` for
+PD member names. TiCDC's owner resigns (``POST /api/v1/owner/resign``) and a capture drains
+(``PUT /api/v1/captures/drain``, no table left); a capture whose pod ordinal is at or beyond its
+StatefulSet's replicas is gone from ``/api/v2/captures``.
+
 It also plays the StatefulSet controller, before it answers each request (one pass, as a controller
 that runs between requests):
 
@@ -115,6 +127,12 @@ class FakeApiServer:
         self.tikv_stores = tikv_stores
         self.tiflash_stores = tiflash_stores
         self.captures = captures
+        self.ticdc_owner = 0
+        self.pd_removed = []  # names of the deleted PD members
+        self.store_state = {}  # store id -> {"state": "Offline" | "Tombstone" | "removed", "regions": n}
+        self.offline_regions = 12
+        self.region_step = 3
+        self.pd_events = []
         self.ready_after = ready_after
         self.terminate_after = terminate_after
         self.revisions = {}  # revision name -> pod template (the ControllerRevisions)
@@ -380,33 +398,100 @@ class FakeApiServer:
         if name.startswith("tidb-tiflash") and path == "/tiflash/store-status":
             return Response("Running", status=200)
         if name.startswith("tidb-ticdc"):
-            return self._ticdc(name, path)
+            return self._ticdc(request, name, path)
         return self._json({"error": "unknown path %s on %s" % (path, name)}, 404)
 
-    def _ticdc(self, name, path):
+    def _capture_ids(self):
+        """The captures that run: all of them, less those whose pod its StatefulSet scaled away."""
+        ids = list(range(self.captures))
+        sts = self.objects.get("/apis/apps/v1/namespaces/tidb/statefulsets/tidb-ticdc")
+        if sts is not None:
+            ids = [i for i in ids if i < sts["spec"]["replicas"]]
+        return ids
+
+    def _ticdc(self, request, name, path):
+        running = self._capture_ids()
+        owner = self.ticdc_owner if self.ticdc_owner in running else (running or [None])[0]
         if path in ("/status", "/api/v2/status"):
             return self._json({"version": "v8.5.6", "git_hash": "fake", "id": name, "cluster_id": "default", "pid": 1,
-                               "is_owner": name.endswith("-0"), "liveness": 0})
+                               "is_owner": name == "tidb-ticdc-%s" % owner, "liveness": 0})
         if path == "/api/v2/health":
             return self._json({})
         if path == "/api/v2/captures":
-            items = [{"id": "tidb-ticdc-%d" % i, "is_owner": i == 0, "cluster_id": "default",
-                      "address": "tidb-ticdc-%d.tidb-ticdc-peer.tidb.svc:8300" % i} for i in range(self.captures)]
+            items = [{"id": "tidb-ticdc-%d" % i, "is_owner": i == owner, "cluster_id": "default",
+                      "address": "tidb-ticdc-%d.tidb-ticdc-peer.tidb.svc:8300" % i} for i in running]
             return self._json({"total": len(items), "items": items})
+        if path == "/api/v1/owner/resign" and request.method == "POST":
+            others = [i for i in running if i != owner]
+            self.ticdc_owner = others[0] if others else owner
+            return self._json({})
+        if path == "/api/v1/captures/drain" and request.method == "PUT":
+            body = json.loads(request.get_data(as_text=True) or "{}")
+            if body.get("capture_id") not in ["tidb-ticdc-%d" % i for i in running]:
+                return self._json({"error_msg": "capture not found", "error_code": "CDC:ErrCaptureNotExist"}, 400)
+            if body["capture_id"] == "tidb-ticdc-%s" % owner:
+                return self._json({"error_msg": "cannot drain the owner", "error_code": "CDC:ErrSchedulerRequestFailed"}, 400)
+            return self._json({"current_table_count": 0}, 202)
         return self._json({"error_msg": "unknown path %s" % path, "error_code": "CDC:ErrAPIInvalidParam"}, 400)
 
-    def _stores(self):
+    def _pd_event(self, what, who):
+        self.pd_events.append((len(self.requests) - 1, what, who))
+
+    def _all_stores(self):
+        """Every store PD knows, with its state; Offline ones lose regions as PD moves them away."""
         stores = [{"store": {"id": 1 + i, "address": "tidb-tikv-%d.tidb-tikv-peer.tidb.svc:20160" % i,
                              "status_address": "tidb-tikv-%d.tidb-tikv-peer.tidb.svc:20180" % i,
                              "state_name": "Up"}, "status": {}} for i in range(self.tikv_stores)]
         stores += [{"store": {"id": 100 + i, "address": "tidb-tiflash-%d.tidb-tiflash-peer.tidb.svc:3930" % i,
                               "labels": [{"key": "engine", "value": "tiflash"}], "state_name": "Up"}, "status": {}}
                    for i in range(self.tiflash_stores)]
+        found = []
+        for entry in stores:
+            state = self.store_state.get(entry["store"]["id"])
+            if state is None:
+                found.append(entry)
+            elif state["state"] != "removed":
+                entry["store"]["state_name"] = state["state"]
+                entry["status"] = {"region_count": state["regions"], "leader_count": 0}
+                found.append(entry)
+        return found
+
+    def _read_stores(self, states):
+        """``GET /pd/api/v1/stores``: every store but the tombstones, or those of ``states`` (0 Up, 1
+        Offline, 2 Tombstone); each read moves regions off the Offline stores."""
+        for store_id, state in sorted(self.store_state.items()):
+            if state["state"] == "Offline":
+                state["regions"] = max(state["regions"] - self.region_step, 0)
+                if state["regions"] == 0:
+                    state["state"] = "Tombstone"
+                    self._pd_event("tombstone", store_id)
+        codes = {"Up": "0", "Offline": "1", "Tombstone": "2"}
+        stores = [entry for entry in self._all_stores()
+                  if (codes[entry["store"]["state_name"]] in states if states else entry["store"]["state_name"] != "Tombstone")]
         return {"count": len(stores), "stores": stores}
+
+    def _offline(self, store_id):
+        """``DELETE /pd/api/v1/store/{id}``: Up -> Offline, refused below max-replicas Up TiKV stores."""
+        store = next((entry["store"] for entry in self._all_stores() if str(entry["store"]["id"]) == store_id), None)
+        if store is None:
+            return self._json("[PD:core:ErrStoreNotFound]store %s not found" % store_id, 404)
+        if store["state_name"] == "Tombstone":
+            return self._json("[PD:core:ErrStoreRemoved]store %s has been removed" % store_id, 410)
+        if store["state_name"] == "Up":
+            tiflash = bool(store.get("labels"))
+            up = [entry for entry in self._all_stores()
+                  if entry["store"]["state_name"] == "Up" and bool(entry["store"].get("labels")) == tiflash]
+            if not tiflash and len(up) - 1 < 3:
+                return self._json("[PD:core:ErrStoresNotEnough]can not remove store %s since the number of up stores "
+                                  "would be %d while need 3" % (store_id, len(up) - 1), 400)
+            self.store_state[store["id"]] = {"state": "Offline", "regions": self.offline_regions}
+            self._pd_event("offline", store["id"])
+        return self._json("The store is set as Offline.")
 
     def _pd(self, request, path):
         members = [{"name": "tidb-pd-%d" % i, "member_id": 1000 + i, "health": True,
                     "client_urls": ["http://tidb-pd-%d.tidb-pd-peer.tidb.svc:2379" % i]} for i in range(self.pd_members)]
+        members = [member for member in members if member["name"] not in self.pd_removed]
         leader = next((member for member in members if member["name"] == self.pd_leader), members[0])
         if path == "/pd/api/v1/health":
             return self._json(members)
@@ -416,9 +501,37 @@ class FakeApiServer:
             return self._json(leader)
         if path.startswith("/pd/api/v1/leader/transfer/") and request.method == "POST":
             self.pd_leader = path.rsplit("/", 1)[1]
+            self._pd_event("leader", self.pd_leader)
             return self._json("The transfer command is submitted.")
-        if path == "/pd/api/v1/stores":
-            return self._json(self._stores())
+        if path == "/pd/api/v1/leader/resign" and request.method == "POST":
+            others = [member["name"] for member in members if member["name"] != leader["name"]]
+            if not others:
+                return self._json("no other member to resign to", 500)
+            self.pd_leader = others[0]
+            self._pd_event("leader", self.pd_leader)
+            return self._json("The resign command is submitted.")
+        if path.startswith("/pd/api/v1/members/name/") and request.method == "DELETE":
+            name = path.rsplit("/", 1)[1]
+            if name not in [member["name"] for member in members]:
+                return self._json("[PD:member:ErrMemberNotFound]member %s not found" % name, 404)
+            self.pd_removed.append(name)
+            self._pd_event("member-delete", name)
+            if name == leader["name"]:
+                self.pd_leader = next(member["name"] for member in members if member["name"] != name)
+                self._pd_event("leader", self.pd_leader)
+            return self._json("The PD member %s is removed." % name)
+        if path == "/pd/api/v1/stores" and request.method == "GET":
+            return self._json(self._read_stores(request.args.getlist("state")))
+        if path.startswith("/pd/api/v1/store/") and request.method == "DELETE":
+            return self._offline(path.rsplit("/", 1)[1])
+        if path == "/pd/api/v1/stores/remove-tombstone" and request.method == "DELETE":
+            gone = sorted(store_id for store_id, state in self.store_state.items() if state["state"] == "Tombstone")
+            for store_id in gone:
+                self.store_state[store_id]["state"] = "removed"
+            self._pd_event("remove-tombstone", gone)
+            return self._json("Remove tombstone successfully.")
+        if path == "/pd/api/v1/config/rules/group/tiflash":
+            return self._json([])
         if path == "/pd/api/v1/config/replicate":
             return self._json({"max-replicas": 3, "location-labels": "", "strictly-match-label": "false",
                                "enable-placement-rules": "true", "enable-placement-rules-cache": "false", "isolation-level": ""})
