@@ -1,11 +1,13 @@
 # Copyright (c) tidbops.cluster contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Watch a rolling restart or upgrade from outside the collection: an independent poller of the PD
-and TiDB APIs, and the engine's own events. Shared by the reliability suite and the benchmark.
+"""Watch a rolling restart, an upgrade or a scale operation from outside the collection: an
+independent poller of the PD and TiDB APIs, and the engine's own events. Shared by the reliability
+suite and the benchmark.
 
 The poller reads, every ``interval`` seconds, the PD leader, every store's state and leader count,
-and each TiDB's /status; ``engine_events`` gives Docker's container events of the run. ``verdicts``
-checks what a rolling procedure promises against both records, with no help from the collection.
+and each TiDB's /status; ``EngineEvents`` streams Docker's container events of the run; ``watched``
+runs a playbook under both. ``verdicts`` checks what a rolling procedure promises against both
+records, with no help from the collection.
 """
 
 import json
@@ -79,6 +81,15 @@ def cluster_urls(cluster):
     return pd, tidb
 
 
+# The hosts a scale-out adds to inventories/local-ha (a 4th TiKV, a 4th and 5th PD, a 3rd TiDB) and
+# the ones a scale-in then removes; harness.Cluster(spare=SCALE_OUT) reserves their ports.
+SCALE_OUT = {"pd_servers": {"pd3": {"client_port": 2386, "peer_port": 2387}, "pd4": {"client_port": 2388, "peer_port": 2389}},
+             "tikv_servers": {"tikv3": {"tikv_port": 20163, "status_port": 20183}},
+             "tidb_servers": {"tidb2": {"tidb_port": 4002, "status_port": 10082}}}
+SCALE_OUT_HOSTS = ["pd3", "pd4", "tikv3", "tidb2"]
+SCALE_IN_HOSTS = ["tikv3", "pd3", "pd4"]
+
+
 def pd_json(cluster, path, timeout=20.0):
     """GET from the first PD that answers 200; PDs restart, elect, join and leave meanwhile, so retry a while."""
     pd_urls, _tidb = cluster_urls(cluster)
@@ -95,17 +106,73 @@ def pd_json(cluster, path, timeout=20.0):
         time.sleep(0.2)
 
 
-def engine_events(cluster_name, since, until):
-    """Docker's container events of one cluster between two epoch times: [{t, name, action}] in order."""
-    out = subprocess.run(["docker", "events", "--since", f"{since:.3f}", "--until", f"{until:.3f}", "--format", "{{json .}}",
-                          "--filter", "type=container", "--filter", f"label=tidbops.cluster={cluster_name}"],
-                         check=True, capture_output=True, text=True, timeout=60).stdout
+def _events_argv(cluster_name):
+    return ["docker", "events", "--format", "{{json .}}", "--filter", "type=container", "--filter", f"label=tidbops.cluster={cluster_name}"]
+
+
+def _parse_events(lines):
     events = []
-    for line in out.splitlines():
+    for line in lines:
+        if not line.strip():
+            continue
         event = json.loads(line)
         action = event.get("Action") or event.get("status") or ""
-        events.append({"t": event["timeNano"] / 1e9, "name": event["Actor"]["Attributes"]["name"], "action": action.split(":")[0]})
+        events.append({"t": event["timeNano"] / 1e9, "name": event["Actor"]["Attributes"]["name"], "action": action.split(":")[0],
+                       "id": event.get("id") or event["Actor"].get("ID")})
     return events
+
+
+class EngineEvents:
+    """Docker's container events of one cluster, streamed from start() to stop(), so none is lost to
+    dockerd's 256-event memory; stop() adds the query of the last moments (events the stream had
+    not delivered yet) and returns [{t, name, action}] in order, each event once."""
+
+    def __init__(self, cluster_name):
+        self.cluster_name = cluster_name
+        self.lines, self.proc, self.thread, self.since = [], None, None, None
+
+    def start(self):
+        self.since = time.time()
+        self.proc = subprocess.Popen(_events_argv(self.cluster_name), stdout=subprocess.PIPE,  # pylint: disable=consider-using-with
+                                     stderr=subprocess.DEVNULL, text=True)
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+        return self
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def stop(self):
+        until = time.time() + 1
+        # dockerd answers a query from the last 256 events it keeps (moby daemon/events/events.go
+        # eventsLimit): enough for the last minute, which the stream may not have delivered yet.
+        argv = _events_argv(self.cluster_name)
+        tail = subprocess.run(argv[:2] + ["--since", f"{max(self.since, until - 60):.3f}", "--until", f"{until:.3f}"] + argv[2:],
+                              check=True, capture_output=True, text=True, timeout=60).stdout
+        self.proc.terminate()
+        self.thread.join(5)
+        seen, events = set(), []
+        for event in sorted(_parse_events(self.lines + tail.splitlines()), key=lambda e: e["t"]):
+            key = (event["t"], event["id"], event["action"])
+            if key not in seen:
+                seen.add(key)
+                events.append({k: v for k, v in event.items() if k != "id"})
+        return events
+
+
+def watched(cluster, playbook, extra_vars):
+    """Run a playbook under the poller and the engine's event stream: (run, samples, events)."""
+    pd_urls, tidb_urls = cluster_urls(cluster)
+    poller = Poller(pd_urls, tidb_urls)
+    poller.start()
+    recorder = EngineEvents(cluster.name).start()
+    try:
+        run = cluster.run(playbook, extra_vars)
+    finally:
+        samples = poller.stop()
+        events = recorder.stop()
+    return run, samples, events
 
 
 def outages(events):

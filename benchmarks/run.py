@@ -48,6 +48,8 @@ BUDGETS = [
      lambda r: (r["upgrade_s"], r["upgrade_floor_s"] + 30, r["upgrade_s"] <= r["upgrade_floor_s"] + 30
                 and not any(r["samples"]["upgrade_verdicts"]))
      if "upgrade_s" in r else (None, None, True)),
+    ("scale_kept_promises", "scale-out and scale-in keep the rolling promises (local-ha)",
+     lambda r: (None, None, not any(r["samples"].get(k) for k in ("scale_out_verdicts", "scale_in_verdicts", "scale_in_converge_verdicts")))),
     ("changefeed", "idempotent changefeed run = 1 request",
      lambda r: (r["changefeed_idempotent_requests"], 1, r["changefeed_idempotent_requests"] == 1)),
 ]
@@ -216,15 +218,7 @@ def bench_upgrade(cluster, extra, reps):
     for rep in range(reps):
         tag = f"{base}-bench{rep + 1}"
         rolling.derive_sim_image("docker", tag)
-        pd_urls, tidb_urls = rolling.cluster_urls(cluster)
-        poller = rolling.Poller(pd_urls, tidb_urls)
-        poller.start()
-        since = time.time()
-        try:
-            run = cluster.run("upgrade", dict(extra, tidb_version=tag))
-        finally:
-            samples = poller.stop()
-        events = rolling.engine_events(cluster.name, since, time.time() + 1)
+        run, samples, events = rolling.watched(cluster, "upgrade", dict(extra, tidb_version=tag))
         if run.rc != 0:
             raise RuntimeError(f"upgrade.yml failed (rc {run.rc}); see {cluster.workdir}:\n{run.stdout[-3000:]}")
         floor_s, _ready, drain_s = rolling.floor(run, events)
@@ -238,8 +232,32 @@ def bench_upgrade(cluster, extra, reps):
     return found
 
 
+def bench_scale(cluster, extra):
+    """One scale-out (rolling.SCALE_OUT_HOSTS added, site.yml), one scale-in (scale_in.yml of
+    rolling.SCALE_IN_HOSTS) and the converge once they left the inventory, watched by the poller."""
+    found = {}
+    for step, playbook, run_vars, before, after in (
+            ("scale_out", "site", {}, lambda: cluster.add_hosts(rolling.SCALE_OUT_HOSTS), None),
+            ("scale_in", "scale_in", {"tidb_scale_in": rolling.SCALE_IN_HOSTS}, None, None),
+            ("scale_in_converge", "site", {}, lambda: cluster.remove_hosts(rolling.SCALE_IN_HOSTS), None)):
+        if before:
+            before()
+        run, samples, events = rolling.watched(cluster, playbook, dict(extra, **run_vars))
+        if run.rc != 0:
+            raise RuntimeError(f"{step} failed (rc {run.rc}); see {cluster.workdir}:\n{run.stdout[-3000:]}")
+        serving = {cluster.container(host) for host, _kind, _vars in cluster.instances()}
+        verdicts = rolling.verdicts(cluster, samples, [e for e in events if e["name"] in serving])
+        restarted = sorted(set(rolling.restarted(events)) & serving)
+        log(f"{step}: {run.wall_s:.1f} s, restarted one at a time: {len(restarted)}, problems seen by the poller: {verdicts or 'none'}")
+        found[f"{step}_s"] = run.wall_s
+        found[f"{step}_restarted"] = len(restarted)
+        found[f"{step}_verdicts"] = verdicts
+    return found
+
+
 def bench_topology(base, reps, container_start_s, with_compose, upgrade=False):
-    cluster = harness.Cluster(base, name=f"bench{base.replace('local', 'l').replace('-', '')}")
+    spare = rolling.SCALE_OUT if upgrade else None
+    cluster = harness.Cluster(base, name=f"bench{base.replace('local', 'l').replace('-', '')}", spare=spare)
     extra = {"tidb_container_env": graph.container_env(), "tidb_gate_timeout": GATE_TIMEOUT}
     samples = {"converge_s": [], "noop_s": [], "noop_changed": [], "changefeed_requests": [], "latencies": []}
     phases, profile = [], None
@@ -263,6 +281,7 @@ def bench_topology(base, reps, container_start_s, with_compose, upgrade=False):
             profile = task_profile(cold)
         if upgrade:
             samples.update(bench_upgrade(cluster, extra, reps))
+            samples.update(bench_scale(cluster, extra))
         compose_times = bench_compose(cluster, reps, cluster.workdir / "compose") if with_compose else []
     finally:
         cluster.destroy()
@@ -281,6 +300,8 @@ def bench_topology(base, reps, container_start_s, with_compose, upgrade=False):
                                           for kind in graph.START_DELAYS},
         **({"upgrade_s": median(samples["upgrade_s"]), "upgrade_floor_s": median(samples["upgrade_floor_s"]),
             "upgrade_drain_s": median(samples["upgrade_drain_s"])} if samples.get("upgrade_s") else {}),
+        **{key: samples[key] for key in ("scale_out_s", "scale_out_restarted", "scale_in_s", "scale_in_converge_s",
+                                         "scale_in_converge_restarted") if key in samples},
         "changefeed_idempotent_requests": max((c for c in samples["changefeed_requests"] if c is not None), default=None),
         "phases_s": {name: median([p.get(name) for p in phases]) for name in phases[0]} if phases else {},
         "profile": profile,
@@ -320,7 +341,11 @@ def write_markdown(results, path):
                        ("detect_latency_median_s", "readiness detection, median"), ("detect_latency_p95_s", "readiness detection, p95"),
                        ("changefeed_idempotent_requests", "requests, idempotent changefeed run"),
                        ("upgrade_s", "rolling upgrade (upgrade.yml)"), ("upgrade_floor_s", "rolling upgrade floor"),
-                       ("upgrade_drain_s", "of which leader transfers")]:
+                       ("upgrade_drain_s", "of which leader transfers"),
+                       ("scale_out_s", "scale-out: +1 TiKV, +2 PD, +1 TiDB (site.yml, once)"),
+                       ("scale_out_restarted", "instances rolled by the scale-out"),
+                       ("scale_in_s", "scale-in: -1 TiKV, -2 PD (scale_in.yml, once)"),
+                       ("scale_in_converge_s", "converge after the hosts left the inventory (once)")]:
         lines.append(f"| {label} | " + " | ".join(_fmt(results[t].get(key)) for t in topologies) + " |")
     lines += ["", "| Budget | " + " | ".join(topologies) + " |", "|---|" + "---|" * len(topologies)]
     for i, (_key, text, _check) in enumerate(BUDGETS):

@@ -51,18 +51,6 @@ def _image_ids(cluster):
     return {info["Name"].lstrip("/"): info["Image"] for info in harness.docker_inspect(harness.docker_names(cluster.name))}
 
 
-def _watched(cluster, playbook, extra_vars):
-    """Run a playbook under the poller; (run, samples, events)."""
-    pd_urls, tidb_urls = rolling.cluster_urls(cluster)
-    poller = rolling.Poller(pd_urls, tidb_urls)
-    poller.start()
-    since = time.time()
-    run = cluster.run(playbook, extra_vars)
-    samples = poller.stop()
-    events = rolling.engine_events(cluster.name, since, time.time() + 1)
-    return run, samples, events
-
-
 @pytest.fixture(scope="module")
 def ha_cluster(make_module_cluster):
     up1, up2 = _tags()
@@ -78,24 +66,24 @@ def ha_cluster(make_module_cluster):
 def test_bad_input_fails_before_any_change(ha_cluster):
     cluster, _images = ha_cluster
     before = _image_ids(cluster)
-    since = time.time()
+    recorder = rolling.EngineEvents(cluster.name).start()
     unknown = cluster.run("restart", {"tidb_restart_components": ["tikv", "tikvv"]})
     assert unknown.rc != 0 and "tidb_restart_components: unknown component 'tikvv'" in unknown.stdout, unknown.stdout[-3000:]
     missing = cluster.run("upgrade", {"tidb_version": "no-such-version"})
     assert missing.rc != 0, missing.stdout[-3000:]
     assert "Images not found" in missing.stdout and "localhost/tidbsim:no-such-version (from tidb_images.pd with tidb_version)" \
         in missing.stdout, missing.stdout[-3000:]
-    assert rolling.restarted(rolling.engine_events(cluster.name, since, time.time() + 1)) == []
+    assert rolling.restarted(recorder.stop()) == []
     # A PD down: one more restarting PD would lose the quorum.
     pd2 = cluster.container("pd2")
     subprocess.run(["docker", "stop", "-t", "30", pd2], check=True, capture_output=True)
     try:
-        since = time.time()
+        recorder = rolling.EngineEvents(cluster.name).start()
         up1, _up2 = _tags()
         blocked = cluster.run("upgrade", {"tidb_version": up1})
         assert blocked.rc != 0, blocked.stdout[-3000:]
         assert "PD pd2 unhealthy: with one more member restarting, 1 of 3 would be healthy" in blocked.stdout, blocked.stdout[-3000:]
-        assert rolling.restarted(rolling.engine_events(cluster.name, since, time.time() + 1)) == []
+        assert rolling.restarted(recorder.stop()) == []
         assert _image_ids(cluster) == before
     finally:
         subprocess.run(["docker", "start", pd2], check=True, capture_output=True)
@@ -106,7 +94,7 @@ def test_bad_input_fails_before_any_change(ha_cluster):
 def test_upgrade_replaces_every_container_while_the_cluster_serves(ha_cluster):
     cluster, images = ha_cluster
     up1, _up2 = _tags()
-    run, samples, events = _watched(cluster, "upgrade", {"tidb_version": up1, "tidb_leader_transfer_timeout": 120})
+    run, samples, events = rolling.watched(cluster, "upgrade", {"tidb_version": up1, "tidb_leader_transfer_timeout": 120})
     assert run.rc == 0, f"upgrade failed:\n{run.stdout[-5000:]}"
     target = rolling.image_id("docker", images[up1])
     assert set(_image_ids(cluster).values()) == {target}, _image_ids(cluster)
@@ -122,7 +110,7 @@ def test_upgrade_replaces_every_container_while_the_cluster_serves(ha_cluster):
 def test_rolling_restart_of_tikv_restarts_only_tikv(ha_cluster):
     cluster, _images = ha_cluster
     up1, _up2 = _tags()
-    run, samples, events = _watched(cluster, "restart", {"tidb_version": up1, "tidb_restart_components": ["tikv"]})
+    run, samples, events = rolling.watched(cluster, "restart", {"tidb_version": up1, "tidb_restart_components": ["tikv"]})
     assert run.rc == 0, f"restart failed:\n{run.stdout[-5000:]}"
     assert rolling.restarted(events) == sorted(cluster.containers_of("tikv"))
     assert rolling.verdicts(cluster, samples, events) == []

@@ -388,8 +388,9 @@ def test_pd_member_delete_and_the_removed_process_exits(sim):
         return replies[-1][0] == 200
     wait_until(removed, 20, "member removed")
     assert replies[-1] == (200, f"removed, pd: {victim.name}")
-    # Before etcd's 5 s health window passes, MemberRemove says so (a 500 with etcd's error).
-    assert all(r == (500, "[PD:etcd:ErrEtcdMemberRemove]etcdserver: unhealthy cluster") for r in replies[:-1]), replies
+    # Before etcd's 5 s health window passes, MemberRemove says so (a 500 with etcd's error: "unhealthy
+    # cluster", or a timeout when the machine is slow).
+    assert all(r[0] == 500 and str(r[1]).startswith("[PD:etcd:ErrEtcdMemberRemove]etcdserver: ") for r in replies[:-1]), replies
     assert victim.wait_exit(15) == 1
     assert "this PD member has been removed from the cluster" in victim.output
     wait_until(lambda: members(keep) == sorted(p.name for p in pds if p is not victim), 15, "two members")
