@@ -262,7 +262,8 @@ class Cluster:
         all_vars = load_yaml(src / "group_vars" / "all.yml")
         if sim:
             all_vars.update(simulator_vars())
-        all_vars.update(tidb_cluster_name=self.name, tidb_config_root=str(self.config_root))
+        self.state_dir = self.workdir / "state"
+        all_vars.update(tidb_cluster_name=self.name, tidb_config_root=str(self.config_root), tidb_state_dir=str(self.state_dir))
         all_vars.update(group_vars or {})
         self.group_vars = all_vars
         write_private(self.inventory / "group_vars" / "all.yml", yaml.safe_dump(all_vars, sort_keys=False))

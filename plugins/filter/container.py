@@ -8,6 +8,8 @@ container specs, the files an engine host renders, the engine's listing, and eac
   a spec is the process spec (module_utils/_process.py) plus the container's name, labels, data
   mount, network and limits, and ``hash``, a digest of all of it (file contents included) that the
   container carries as a label: a different digest means the container no longer matches its spec.
+  The digest is keyed with the cluster's digest key (the model's ``digest_key``), so the label tells
+  a reader of the engine's metadata nothing about the secrets in the files.
 * ``container_command(spec, pd_members)``: the command a container is created with, PD's first-start
   flags (``--initial-cluster`` or ``--join``, by what PD lists) included; they stay out of ``hash``.
 * ``container_files(specs, names, secret)``: the ``directories`` of one tidbops.cluster.config_files
@@ -23,11 +25,8 @@ container specs, the files an engine host renders, the engine's listing, and eac
 
 from __future__ import annotations
 
-import hashlib
-import json
-
 from ansible.errors import AnsibleFilterError
-from ansible_collections.tidbops.cluster.plugins.module_utils import _config, _process
+from ansible_collections.tidbops.cluster.plugins.module_utils import _config, _process, _secrets
 
 ABSENT = {'exists': False, 'running': False, 'status': 'absent', 'image': '', 'image_id': '', 'labels': {}}
 HASH_LABEL = 'tidbops.spec-hash'
@@ -69,7 +68,7 @@ def container_specs(cluster, settings):
         # Rendered files are mounted read-only; a data_dir that is a host path is bind-mounted, a
         # volume name becomes a named volume (created with the container on Docker, labels included).
         spec['file_mounts'] = ['%s/%s:%s:ro' % (spec['config_dir'], f['name'], f['target']) for f in process['files']]
-        spec['hash'] = hashlib.sha256(json.dumps(spec, sort_keys=True).encode('utf-8')).hexdigest()
+        spec['hash'] = _secrets.keyed_digest(cluster['digest_key'], spec)
         # PD's first-start flags are outside the hash: which of them a member gets depends on the
         # cluster at the time it is created, and it ignores them once it has data (container_command).
         spec['membership'] = process.get('membership')

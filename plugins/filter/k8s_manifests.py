@@ -5,7 +5,8 @@
 
 * ``k8s_manifests(cluster, settings, kind)`` gives the objects of one kind, in apply order: its
   ConfigMap and Secret (the rendered files), a headless peer Service, a client Service and a
-  StatefulSet; MinIO adds the Job that creates the TiCI bucket.
+  StatefulSet; MinIO adds the Job that creates the TiCI bucket, TiDB the Job that creates TiCI's
+  TiDB account.
 * ``k8s_namespace(cluster, settings)`` gives the Namespace.
 * ``k8s_inventory(cluster, settings, destroy_data)`` lists every object site.yml creates, in
   delete order ({apiVersion, kind, namespace, name}), with the PersistentVolumeClaims and the
@@ -26,21 +27,21 @@ variables, never values.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from urllib.parse import quote
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.tidbops.cluster.plugins.module_utils import _config
 from ansible_collections.tidbops.cluster.plugins.module_utils import _k8s_rollout
 from ansible_collections.tidbops.cluster.plugins.module_utils import _model
+from ansible_collections.tidbops.cluster.plugins.module_utils import _secrets
 from ansible_collections.tidbops.cluster.plugins.module_utils import _topology as topo
 
 MANAGED_BY = "tidbops"
 DATA_VOLUME = "data"
 # Pod template annotation: a digest of the kind's rendered files. Pods mount them with subPath, which
 # never sees a ConfigMap or Secret update, so a changed file must change the template (a new revision)
-# for its pods to be replaced; as the container backend's spec-hash label, it covers secret files too.
+# for its pods to be replaced; as the container backend's spec-hash label, it covers secret files too,
+# so it is keyed with the cluster's digest key: whoever reads the StatefulSet learns nothing of them.
 FILES_HASH = "tidbops/files-sha256"
 
 
@@ -118,9 +119,9 @@ def _resources(settings, kind):
     return dict((part, dict((k, str(v)) for k, v in (value.get(part) or {}).items())) for part in ("requests", "limits") if value.get(part))
 
 
-def _files_hash(config_objects):
+def _files_hash(cluster, config_objects):
     data = [[obj["kind"], obj.get("data") or obj.get("stringData") or {}] for obj in config_objects]
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode("utf-8")).hexdigest()
+    return _secrets.keyed_digest(cluster["digest_key"], data)
 
 
 def _statefulset(cluster, settings, kind, pods, config_objects):
@@ -154,7 +155,7 @@ def _statefulset(cluster, settings, kind, pods, config_objects):
     }
     template_meta = {"labels": _labels(cluster, kind)}
     if config_objects:
-        template_meta["annotations"] = {FILES_HASH: _files_hash(config_objects)}
+        template_meta["annotations"] = {FILES_HASH: _files_hash(cluster, config_objects)}
     spec = {
         "replicas": len(pods),
         "serviceName": _model.peer_service(cluster, kind),
@@ -209,6 +210,53 @@ def _bucket_job(cluster, settings):
     return [secret, job]
 
 
+def _sql_string(text):
+    """A MySQL single-quoted string literal (backslash and quote escaped, as the server reads them)."""
+    return "'%s'" % text.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def _account_job(cluster, settings):
+    """The Job that creates TiCI's TiDB account in the cluster (the tici role does it from the
+    controller elsewhere): the same account, password and privileges as community.mysql.mysql_user
+    gives it, by TiDB's root account, through the TiDB Service.
+
+    The client reads its login and the statements from a Secret, so the Job's spec holds no password;
+    the statements are idempotent. A Job runs once, so its name carries a keyed digest of what it
+    does: a new password or account is a new Job, and finished ones go after ttlSecondsAfterFinished.
+    """
+    account = cluster["tici_account"]
+    name = _model.object_name(cluster, "tidb")
+    target = "%s@%s" % (_sql_string(account["user"]), _sql_string(account["host"]))
+    statements = "\n".join([
+        "CREATE USER IF NOT EXISTS %s IDENTIFIED BY %s;" % (target, _sql_string(account["password"])),
+        "ALTER USER %s IDENTIFIED BY %s;" % (target, _sql_string(account["password"])),
+        "GRANT ALL PRIVILEGES ON `tici`.* TO %s;" % target,
+    ]) + "\n"
+    tidb_port = cluster["instances"][cluster["members"]["tidb"][0]]["ports"]["port"]
+    client = "[client]\nhost=%s\nport=%d\nuser=root\npassword=%s\n" % (name, tidb_port, account["login_password"])
+    digest = _secrets.keyed_digest(cluster["digest_key"], [client, statements])[:10]
+    secret = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": _meta(cluster, settings, "tidb", name + "-tici-account"),
+              "stringData": {"client.cnf": client, "account.sql": statements}}
+    labels = dict(_labels(cluster, "tidb"))
+    labels["app.kubernetes.io/component"] = "tidb-tici-account"  # not the StatefulSet's selector
+    job = {
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": _meta(cluster, settings, "tidb", "%s-tici-account-%s" % (name, digest)),
+        "spec": {"backoffLimit": 6, "ttlSecondsAfterFinished": 600, "template": {"metadata": {"labels": labels}, "spec": {
+            "restartPolicy": "OnFailure",
+            "containers": [{
+                "name": "tici-account",
+                "image": settings["sql_client_image"],
+                "imagePullPolicy": settings["image_pull_policy"],
+                "command": ["mysql"],
+                "args": ["--defaults-extra-file=/etc/tidbops/client.cnf", "--execute=source /etc/tidbops/account.sql"],
+                "volumeMounts": [{"name": "account", "mountPath": "/etc/tidbops", "readOnly": True}],
+                "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+            }],
+            "volumes": [{"name": "account", "secret": {"secretName": secret["metadata"]["name"], "defaultMode": 0o400}}]}}},
+    }
+    return [secret, job]
+
+
 def k8s_manifests(cluster, settings, kind):
     """The objects of one kind, in apply order; an empty list when the kind has no deployed instance."""
     cluster, settings = _check(cluster, settings, "k8s_manifests")
@@ -222,6 +270,8 @@ def k8s_manifests(cluster, settings, kind):
     objects.append(_statefulset(cluster, settings, kind, pods, configs))
     if kind == "minio" and cluster.get("s3"):
         objects += _bucket_job(cluster, settings)
+    if kind == "tidb" and cluster.get("tici_account"):
+        objects += _account_job(cluster, settings)
     return objects
 
 

@@ -17,6 +17,10 @@ plain dict that every play, backend and plugin reads:
   S3 settings with their defaults, the changefeed TiCI reads;
 * ``gates``: the arguments of each kind's readiness gate (tidbops.cluster.component_ready);
 * ``processes``: each instance's process spec (_process), which both backends run;
+* ``digest_key``: the key of the digests a spec is compared by (_secrets.keyed_digest), which the
+  engine's metadata and the Kubernetes API show;
+* ``tici_account``: the TiDB account TiCI meta uses, which the tici role creates (least privilege),
+  and ``tidb_sql``: where the controller speaks SQL to TiDB;
 * ``problems``: every rule the inventory breaks, all at once, and ``warnings``.
 
 Addresses depend on where instances run (``Addressing``): on the engine host's network (host
@@ -33,6 +37,7 @@ import re
 from ansible_collections.tidbops.cluster.plugins.module_utils import _config
 from ansible_collections.tidbops.cluster.plugins.module_utils import _images
 from ansible_collections.tidbops.cluster.plugins.module_utils import _process
+from ansible_collections.tidbops.cluster.plugins.module_utils import _secrets
 from ansible_collections.tidbops.cluster.plugins.module_utils import _topology as topo
 
 DEFAULT_S3 = {'bucket': 'ticidefaultbucket', 'prefix': 'tici_default_prefix', 'region': 'us-east-1', 'use_path_style': True}
@@ -42,6 +47,9 @@ CHANGEFEED_REPLICA_CONFIG = {'sink': {'protocol': 'canal-json', 'date_separator'
 # TiCDC changefeed ids (pingcap/ticdc pkg/common/types.go): letters and digits in hyphen-joined groups.
 _CHANGEFEED_ID = re.compile(r'^[a-zA-Z0-9]+(-[a-zA-Z0-9]+)*$')
 _PD_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]*$')
+# A TiDB user name as this collection creates it: MySQL allows 32 characters (pingcap/tidb
+# pkg/parser/mysql/const.go UserNameMaxLength); quotes and '@' are kept out of the SQL it runs.
+_TIDB_USER = re.compile(r'^[A-Za-z0-9_.-]{1,32}$')
 _DNS1123_LABEL = re.compile(r'^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')
 _VOLUME_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]*$')
 UNSPECIFIED = ('0.0.0.0', '::', '')
@@ -55,8 +63,10 @@ class Addressing(object):
     transport = {}
     # Whether a kind's instances may use different ports (not when pods share one template).
     uniform_ports = False
-    # Whether the controller can talk S3 to the cluster's MinIO (the bucket is made from there).
+    # Whether the controller can talk S3 to the cluster's MinIO (the bucket is made from there), and
+    # the MySQL protocol to TiDB (TiCI's account is made from there).
     controller_reaches_s3 = True
+    controller_reaches_sql = True
 
     def __init__(self, settings):
         self.settings = settings
@@ -79,8 +89,18 @@ class HostNetwork(Addressing):
     def instance(self, kind, host, host_vars, index):
         engine = self.engine_host(host, host_vars)
         advertise = host_vars.get('advertise_host') or engine
-        return {'engine_host': engine, 'listen_host': host_vars.get('listen_host') or '0.0.0.0',
-                'advertise_host': advertise, 'access_host': advertise}
+        listen = host_vars.get('listen_host') or _default_listen_host(advertise)
+        return {'engine_host': engine, 'listen_host': listen, 'advertise_host': advertise, 'access_host': advertise,
+                'listen_defaulted': not host_vars.get('listen_host')}
+
+
+def _default_listen_host(advertise):
+    """Where an instance listens unless listen_host says: the address it advertises, so that it is
+    reachable where it must be and nowhere else (TiUP binds 0.0.0.0 unless listen_host is set).
+    Only an IP address (or localhost) is taken: PD's embedded etcd and TiFlash bind IP addresses only
+    (see _pd_problems), and a name may resolve otherwise on the engine host. A name leaves all
+    addresses, with a warning (_listen_warnings)."""
+    return advertise if advertise == 'localhost' or _is_ip(advertise) else '0.0.0.0'
 
 
 class BridgeNetwork(Addressing):
@@ -103,6 +123,7 @@ class Kubernetes(Addressing):
 
     uniform_ports = True
     controller_reaches_s3 = False
+    controller_reaches_sql = False
 
     def __init__(self, settings):
         Addressing.__init__(self, settings)
@@ -377,6 +398,15 @@ def _is_ip(text):
         return False
 
 
+def _listen_warnings(instances):
+    wide = sorted(record['name'] for record in instances.values()
+                  if record['deployed'] and record.get('listen_defaulted') and record['listen_host'] in UNSPECIFIED)
+    if not wide:
+        return []
+    return ['%s listen on all addresses: their advertise_host is a name, not an IP address, so it cannot be bound as it is; '
+            'set listen_host to the address they should bind (or 0.0.0.0 to keep all and silence this)' % ', '.join(wide)]
+
+
 def _pd_problems(instances, members):
     names = [instances[host]['pd_name'] for host in members['pd']]
     problems = []
@@ -419,10 +449,16 @@ def _tici_setting_problems(settings, members):
     if not settings['tici_enabled']:
         return problems
     user = settings.get('tici_tidb_user')
-    if not isinstance(user, str) or not user:
-        problems.append('tici_tidb_user must be a non-empty string: the TiDB account TiCI meta uses')
-    if not isinstance(settings.get('tici_tidb_password'), str):
-        problems.append('tici_tidb_password must be a string')
+    if not isinstance(user, str) or not _TIDB_USER.match(user):
+        problems.append("tici_tidb_user must be a TiDB user name of 1 to 32 letters, digits, '_', '.' or '-': the account TiCI "
+                        "meta uses (got %r)" % (user,))
+    password = settings.get('tici_tidb_password')
+    if not isinstance(password, str):
+        problems.append('tici_tidb_password must be a string (leave it unset to have one generated)')
+    elif not password and settings.get('tici_tidb_allow_empty_password') is not True:
+        problems.append("tici_tidb_password is empty: TiCI's TiDB account would take no password. Leave it unset to have "
+                        "one generated (kept in tidb_state_dir), give one (vault it), or set "
+                        "tici_tidb_allow_empty_password: true to accept an account anyone who reaches TiDB can use")
     if members['minio']:
         root_user, root_password = settings.get('minio_root_user'), settings.get('minio_root_password')
         if not (isinstance(root_user, str) and len(root_user) >= 3 and isinstance(root_password, str) and len(root_password) >= 8):
@@ -436,6 +472,14 @@ def _tici_setting_problems(settings, members):
     if interval and not (isinstance(interval, str) and _config.GO_DURATION.match(interval)):
         problems.append("tici_cdc_flush_interval must be a duration such as '5s' or '500ms', or empty for TiCDC's default")
     return problems
+
+
+def _digest_key_problems(settings):
+    key = settings.get('digest_key')
+    if isinstance(key, str) and len(key) >= _secrets.DIGEST_KEY_MIN_LENGTH:
+        return []
+    return ['tidb_digest_key must be a string of at least %d characters (by default it is generated once and kept in '
+            'tidb_state_dir/digest.key, mode 0600)' % _secrets.DIGEST_KEY_MIN_LENGTH]
 
 
 def _backend_problems(settings, members):
@@ -494,6 +538,10 @@ def _kubernetes_problems(settings, backend, members):
                          for key, amount in amounts.items() if not _is_quantity(amount)]
     if tici and members['minio'] and not (isinstance(backend.get('s3_client_image'), str) and backend['s3_client_image']):
         problems.append('tidb_k8s_s3_client_image must be a non-empty image reference (the bucket Job runs it)')
+    if tici and settings.get('tici_tidb_user') != 'root' and not (isinstance(backend.get('sql_client_image'), str)
+                                                               and backend['sql_client_image']):
+        problems.append("tidb_k8s_sql_client_image must be a non-empty image reference (the Job that creates TiCI's TiDB "
+                        "account runs it)")
     return problems
 
 
@@ -563,7 +611,8 @@ def build(settings, inventory):
     ``settings``: backend, cluster_name, network_mode, images, version, component_versions,
     restart_components, server_configs, tici_enabled, tici_s3,
     minio_root_user, minio_root_password, tici_tidb_user, tici_tidb_password, changefeed_id,
-    cdc_flush_interval, container_env, backend_settings (the backend role's own settings).
+    cdc_flush_interval, container_env, digest_key, tidb_root_password, tici_tidb_allow_empty_password,
+    backend_settings (the backend role's own settings).
     ``inventory``: groups {group: [host]}, hosts {host: {group_names, vars}}, play_hosts.
     """
     settings = dict(settings)
@@ -579,9 +628,14 @@ def build(settings, inventory):
     problems += _explicit_advertise_problems(address, inventory, members)
     problems += _uniform_port_problems(address, instances, members)
     pd_problems, warnings = _pd_problems(instances, members)
+    warnings += _listen_warnings(instances)
+    if settings['tici_enabled'] and settings.get('tici_tidb_user') == 'root':
+        warnings.append('tici_tidb_user is root: TiCI meta logs in to TiDB with every privilege. Leave it at its default '
+                        '(tici), an account this collection creates with privileges on database tici only')
     problems += pd_problems
     problems += _server_config_problems(settings, instances, members)
     problems += _tici_setting_problems(settings, members)
+    problems += _digest_key_problems(settings)
     restart_kinds = _restart_kinds(settings, deployed_kinds, problems)
 
     model = {
@@ -599,6 +653,7 @@ def build(settings, inventory):
         'transport': address.transport,
         # Render mode (tidb_k8s_render_dir) writes manifests and talks to no cluster: nothing to gate.
         'live': not (settings.get('backend') == 'kubernetes' and (settings.get('backend_settings') or {}).get('render_dir')),
+        'digest_key': settings.get('digest_key'),
         'problems': problems,
         'warnings': warnings,
     }
@@ -620,6 +675,12 @@ def build(settings, inventory):
         's3_controller_endpoint': s3_controller,
         'gates': _gates(settings, address, instances, members, pd_endpoint),
     })
+    if settings['tici_enabled']:
+        model['tici_account'] = _tici_account(settings)
+    tidb = [instances[host] for host in members['tidb']]
+    # Where the controller speaks SQL to TiDB (None where it cannot: the backend does it in the cluster).
+    model['tidb_sql'] = ({'host': tidb[0]['access_host'], 'port': tidb[0]['ports']['port']}
+                         if tidb and address.controller_reaches_sql else None)
     if s3 is not None:
         model['changefeed'] = {
             'id': settings['changefeed_id'],
@@ -642,6 +703,17 @@ def build(settings, inventory):
     if isinstance(address, Kubernetes) and not problems:
         model['pod_templates'] = _pod_templates(model, settings, address, problems)
     return model
+
+
+def _tici_account(settings):
+    """The TiDB account TiCI meta logs in with, which the collection creates and keeps: privileges on
+    TiCI's own metadata database only (tici.md: meta keeps its metadata in database ``tici``). None
+    when TiCI is told to use root, which TiDB makes at bootstrap."""
+    user = settings['tici_tidb_user']
+    if user == 'root':
+        return None
+    return {'user': user, 'host': '%', 'password': settings['tici_tidb_password'], 'privileges': 'tici.*:ALL',
+            'login_password': settings.get('tidb_root_password') or ''}
 
 
 def _pod_templates(model, settings, address, problems):

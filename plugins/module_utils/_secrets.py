@@ -5,7 +5,7 @@
 # This module_utils is PRIVATE and must only be used by this collection.
 # It may change at any time, without notice.
 
-"""Masking of secrets in sink URIs, nested data and free text.
+"""Masking of secrets in sink URIs, nested data and free text, and keyed digests of data with secrets.
 
 TiCDC echoes S3 keys in clear text inside ``sink_uri`` (pingcap/ticdc pkg/util/uri.go MaskSinkURI
 masks passwords only), so every value a module returns, diffs or prints goes through these helpers
@@ -14,6 +14,9 @@ first.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import re
 
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
@@ -128,3 +131,20 @@ class Redactor:
         if isinstance(data, list):
             return [self._scrub(item) for item in data]
         return self.text(data)
+
+
+# The shortest digest key accepted: 128 bits as hex digits.
+DIGEST_KEY_MIN_LENGTH = 32
+
+
+def keyed_digest(key, data):
+    """HMAC-SHA256 (hex) of ``data`` as canonical JSON, keyed with the cluster's digest key.
+
+    Engines and the Kubernetes API show the digests a spec is compared by (a container label, a pod
+    template annotation) to anyone who may inspect them. A plain hash over content that holds a
+    password lets such a reader test guesses offline; without the key, the digest tells nothing.
+    """
+    if not isinstance(key, str) or len(key) < DIGEST_KEY_MIN_LENGTH:
+        raise ValueError('the digest key must be a string of at least %d characters' % DIGEST_KEY_MIN_LENGTH)
+    message = json.dumps(data, sort_keys=True).encode('utf-8')
+    return hmac.new(key.encode('utf-8'), message, hashlib.sha256).hexdigest()

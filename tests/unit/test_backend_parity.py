@@ -11,6 +11,9 @@ so the manifests are checked, not only the model.
 """
 
 import copy
+import hashlib
+import hmac
+import json
 import pathlib
 import re
 import tomllib
@@ -52,7 +55,7 @@ def _settings(backend, backend_settings):
         "version": simulator["tidb_version"],
         "server_configs": copy.deepcopy(group_vars.get("server_configs") or {}), "tici_enabled": True, "tici_s3": {},
         "minio_root_user": group_vars["minio_root_user"], "minio_root_password": group_vars["minio_root_password"],
-        "tici_tidb_user": "root", "tici_tidb_password": "", "changefeed_id": "tici-replication-task",
+        "tici_tidb_user": "tici", "tici_tidb_password": "tici-Pw-1", "changefeed_id": "tici-replication-task", "digest_key": "k" * 64,
         "cdc_flush_interval": "", "container_env": {}, "backend_settings": backend_settings,
     }
 
@@ -60,7 +63,7 @@ def _settings(backend, backend_settings):
 CONTAINER_SETTINGS = {"config_root": "/var/lib/tidbops/clusters", "image_pull": "never",
                       "ulimits": {"nofile": _load("inventories/local-ha/group_vars/all.yml")["tidb_container_ulimits"]["nofile"]}}
 K8S_SETTINGS = {"namespace": "tidb", "create_namespace": True, "render_dir": "/tmp/unused", "image_pull_policy": "IfNotPresent",
-                "kubeconfig": "", "context": "", "tiflash_probe": {}, "s3_client_image": "example.invalid/mc:1",
+                "kubeconfig": "", "context": "", "tiflash_probe": {}, "s3_client_image": "example.invalid/mc:1", "sql_client_image": "example.invalid/mysql:1",
                 "storage": {"class_name": "", "pd": "1Gi", "tikv": "1Gi", "tiflash": "1Gi", "ticdc": "1Gi", "tici_worker": "1Gi",
                             "minio": "1Gi"},
                 "resources": {name: {"requests": {"cpu": "100m"}} for name in topo.NAMES}}
@@ -166,3 +169,24 @@ def test_the_comparison_sees_a_difference(models):
     assert anonymize(list(on_containers["tikv0"])) != anonymize(flag)
     assert anonymize(list(on_containers["tikv0"])) != anonymize(value)
     assert anonymize(list(on_containers["tikv0"])) == anonymize(address)  # addresses aside
+
+
+def test_digests_in_engine_and_api_metadata_are_keyed(models):
+    """The container label and the pod template annotation are HMACs with the cluster's key: a reader
+    of either cannot test password guesses against them, and another key gives another digest."""
+    containers, pods = models
+    specs = container_specs(containers, CONTAINER_SETTINGS)
+    minio = specs["minio0"]
+    assert any(f["secret"] for f in minio["files"])
+    unhashed = {key: value for key, value in minio.items() if key not in ("hash", "membership")}
+    assert minio["hash"] != hashlib.sha256(json.dumps(unhashed, sort_keys=True).encode()).hexdigest()
+    assert minio["hash"] == hmac.new(containers["digest_key"].encode(), json.dumps(unhashed, sort_keys=True).encode(),
+                                     hashlib.sha256).hexdigest()
+    rekeyed = container_specs(dict(containers, digest_key="another-key-of-at-least-32-characters"), CONTAINER_SETTINGS)
+    assert rekeyed["minio0"]["hash"] != minio["hash"]
+
+    def annotations(model):
+        objects = k8s_manifests(model, K8S_SETTINGS, "tici_meta")
+        return [o["spec"]["template"]["metadata"]["annotations"]["tidbops/files-sha256"] for o in objects if o["kind"] == "StatefulSet"]
+    first, again = annotations(pods), annotations(dict(pods, digest_key="another-key-of-at-least-32-characters"))
+    assert first and again and first != again

@@ -12,11 +12,13 @@ need them, with mode 0600. Whether they reach a container's Env is checked separ
 there is reported on its own.
 """
 
+import json
 import os
 import re
 import stat
 from urllib.parse import quote, quote_plus
 
+import pymysql
 import pytest
 
 import harness  # pylint: disable=import-error  # benchmarks/, put on sys.path by conftest.py
@@ -43,8 +45,6 @@ def _fault_env(kinds):
         if kind in kinds:
             env[kind].update(TIDBSIM_FAIL_FIRST="3", TIDBSIM_FAIL_STATUS="503" if i % 2 else "500")
     env["ticdc"]["TIDBSIM_CDC_INIT_DELAY"] = "5"
-    # The simulated TiDB's account for TiCI (test setup; not how users set passwords).
-    env["tidb"]["TIDBSIM_TIDB_USERS"] = f"tici:{TIDB_PASSWORD}"
     return env
 
 
@@ -59,7 +59,7 @@ def _assert_converged_with_faults(cluster, run, kinds):
         assert (env.get("TIDBSIM_FAIL_FIRST") == "3") == (kind in kinds), info["Name"]
 
 
-SECRET_VARS = {"minio_root_password": MINIO_PASSWORD, "tici_tidb_user": "tici", "tici_tidb_password": TIDB_PASSWORD}
+SECRET_VARS = {"minio_root_password": MINIO_PASSWORD, "tici_tidb_password": TIDB_PASSWORD}
 ALL_BUT_MINIO = set(harness.KINDS) - {"minio"}
 
 
@@ -87,8 +87,7 @@ def test_secrets_not_in_output(converged):
     assert "ESTABLISH LOCAL CONNECTION" in run.stdout, "the run was not verbose (-vvv)"
     for label, secret in SECRETS.items():
         for spelling in _spellings(secret):
-            # Lines showing this test's own TIDBSIM_TIDB_USERS setting (the simulated TiDB's accounts) don't count.
-            lines = [line for line in run.stdout.splitlines() if spelling in line and "TIDBSIM_TIDB_USERS" not in line]
+            lines = [line for line in run.stdout.splitlines() if spelling in line]
             assert not lines, f"{label} appears in the -vvv --diff output: {lines[:3]}"
 
 
@@ -130,9 +129,50 @@ def test_secrets_not_in_container_env(converged):
     leaks = []
     for info in harness.docker_inspect(harness.docker_names(cluster.name)):
         for item in info["Config"]["Env"]:
-            if item.startswith("TIDBSIM_"):  # this test's own simulator settings
-                continue
             for label, secret in SECRETS.items():
                 if any(s in item for s in _spellings(secret)):
                     leaks.append(f"{info['Name'].lstrip('/')}: {re.sub('=.*', '=…', item)} holds {label}")
     assert not leaks, "secrets in container Env: " + "; ".join(leaks)
+
+
+def test_engine_metadata_holds_no_secret_and_the_digest_key_stays_private(converged):
+    """`docker inspect` of every container: no secret in any spelling anywhere, and the spec-hash
+    label is a keyed digest (HMAC-SHA256 with the cluster's key, kept 0600 in tidb_state_dir): a plain
+    hash over content with a password would let a reader test guesses offline."""
+    cluster, run = converged
+    assert run.rc == 0, "the converge failed; see test_transient_faults_converge"
+    key_file = cluster.state_dir / "digest.key"
+    assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600, "the digest key is not private"
+    assert stat.S_IMODE(os.stat(cluster.state_dir).st_mode) == 0o700
+    key = key_file.read_text(encoding="utf-8").strip()
+    assert len(key) >= 32
+    infos = harness.docker_inspect(harness.docker_names(cluster.name))
+    assert len(infos) == len(cluster.instances())
+    for info in infos:
+        document = json.dumps(info)
+        for label, secret in SECRETS.items():
+            assert not any(s in document for s in _spellings(secret)), f"{label} in the metadata of {info['Name']}"
+        digest = info["Config"]["Labels"]["tidbops.spec-hash"]
+        assert re.fullmatch(r"[0-9a-f]{64}", digest), info["Name"]
+        assert key not in document, f"the digest key itself is in the metadata of {info['Name']}"
+
+
+def test_tici_logs_in_with_its_own_account_limited_to_database_tici(converged):
+    """TiCI meta uses the account the tici role made (tici_tidb_user, default tici): it may use
+    database tici, where meta keeps its metadata, and nothing else; TiCI meta is up with it."""
+    cluster, run = converged
+    assert run.rc == 0, "the converge failed; see test_transient_faults_converge"
+    _host, _kind, tidb_vars = cluster.instances("tidb")[0]
+    host, port = "127.0.0.1", tidb_vars.get("port", 4000)
+    root = pymysql.connect(host=host, port=port, user="root", password="")
+    with root.cursor() as cursor:
+        cursor.execute("SHOW GRANTS FOR %s@%s", ("tici", "%"))
+        assert [row[0] for row in cursor.fetchall()] == ["GRANT USAGE ON *.* TO 'tici'@'%'",
+                                                          "GRANT ALL PRIVILEGES ON `tici`.* TO 'tici'@'%'"]
+    root.close()
+    tici = pymysql.connect(host=host, port=port, user="tici", password=TIDB_PASSWORD)
+    with tici.cursor() as cursor:
+        with pytest.raises(pymysql.err.MySQLError) as denied:
+            cursor.execute("CREATE DATABASE IF NOT EXISTS other")
+        assert denied.value.args[0] == 1044
+    tici.close()

@@ -2,7 +2,8 @@
 
 /status answers 200 as soon as the process serves (what the real one means by it is undocumented),
 except while a fault switch holds the component "not ready" (TIDBSIM_NEVER_READY, START_DELAY): 503.
-meta: needs PD and a TiDB DSN that answers SELECT 1 over the MySQL protocol; then campaigns for
+meta: needs PD and a TiDB DSN whose account may create TiCI's metadata database `tici` and its tables
+(tici.md: meta keeps index and shard metadata in TiDB, database `tici`); then campaigns for
 `/tici/metaservice/election/<lease>` in PD's etcd (value = advertise host:port, on a lease it keeps
 alive).
 worker: reads the elected meta from the election key and checks its S3 bucket with the [s3] keys
@@ -56,8 +57,15 @@ def s3_settings(config):
             "path_style": pick(s3, "use-path-style", "use_path_style", default=True)}
 
 
+# What meta runs in TiDB before it serves. The real statements are not public; these need what the
+# tables need (CREATE on database tici), so an account granted less fails here as it would there.
+META_DDL = ("CREATE DATABASE IF NOT EXISTS tici",
+            "CREATE TABLE IF NOT EXISTS tici.tici_index_meta (id BIGINT PRIMARY KEY, meta JSON)",
+            "CREATE TABLE IF NOT EXISTS tici.tici_shard_meta (id BIGINT PRIMARY KEY, meta JSON)")
+
+
 def select_one(dsn, timeout=3):
-    """Connect through a mysql:// DSN and run SELECT 1; raises on failure."""
+    """Connect through a mysql:// DSN, run SELECT 1 and META_DDL; raises on failure."""
     import pymysql  # pylint: disable=import-outside-toplevel
     parts = urllib.parse.urlsplit(dsn)
     connection = pymysql.connect(host=parts.hostname, port=parts.port or 4000, user=urllib.parse.unquote(parts.username or "root"),
@@ -67,6 +75,8 @@ def select_one(dsn, timeout=3):
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
             cursor.fetchall()
+            for statement in META_DDL:
+                cursor.execute(statement)
     finally:
         connection.close()
 

@@ -1,8 +1,10 @@
 """tidb-server: /status 500 until PD has an Up TiKV store, then 200 JSON; MySQL protocol on -P.
 
-Accounts: root with an empty password, plus `TIDBSIM_TIDB_USERS="user:password,..."`.
-SQL: SELECT 1, SELECT VERSION(), SELECT tidb_version() and what mysql-mimic answers on its own
-(session variables, SET, SHOW VARIABLES); anything else is an error 1105 like an unsupported statement.
+Accounts: root with an empty password at bootstrap, the accounts made with CREATE USER (kept in PD's
+etcd, see accounts.py), plus `TIDBSIM_TIDB_USERS="user:password,..."` (test setup).
+SQL: SELECT 1, SELECT VERSION(), SELECT tidb_version(), the account statements of accounts.py, and what
+mysql-mimic answers on its own (session variables, SET, SHOW VARIABLES); anything else is an error 1105
+like an unsupported statement.
 
 SIGTERM starts TiDB's shutdown: /status answers 500 at once, the process waits
 `graceful-wait-before-shutdown` seconds (from --config, default 0) and then exits.
@@ -15,7 +17,9 @@ import threading
 import time
 
 from . import common
+from .accounts import USER_TABLE_COLUMNS, Accounts, SQLError
 from .common import Flag, json_response, text_response
+from .etcd import Etcd
 
 FLAGS = [
     Flag("store", default="unistore"),
@@ -40,23 +44,27 @@ TIDB_VERSION_TEXT = (f"Release Version: {common.SIM_VERSION}-tidbsim\nEdition: C
                      "Race Enabled: false\nCheck Table Before Drop: false\nStore: tikv")
 
 
-def accounts():
-    users = {"root": ""}
+def static_accounts():
+    users = {}
     for item in filter(None, os.environ.get("TIDBSIM_TIDB_USERS", "").split(",")):
         user, _colon, password = item.partition(":")
         users[user] = password
     return users
 
 
-def start_mysql(runtime, host, port):
+def start_mysql(runtime, host, port, pd_urls):
     """Serve the MySQL protocol with mysql-mimic in its own event loop thread."""
     from mysql_mimic import IdentityProvider, MysqlServer, NativePasswordAuthPlugin, Session, User  # pylint: disable=import-outside-toplevel
     from mysql_mimic.errors import ErrorCode, MysqlError  # pylint: disable=import-outside-toplevel
     from mysql_mimic.variables import SYSTEM_VARIABLES, GlobalVariables  # pylint: disable=import-outside-toplevel
 
-    users = accounts()
+    users = Accounts(Etcd(pd_urls), static_accounts())
     schema = dict(SYSTEM_VARIABLES)
     schema["version"] = (str, VERSION, False)
+    # TiDB's default (pingcap/tidb pkg/parser/mysql DefaultSQLMode); mysql-mimic's own default has
+    # ANSI in it, which makes clients such as community.mysql quote names with double quotes.
+    schema["sql_mode"] = (str, "ONLY_FULL_GROUP_BY,STRICT_TRANS_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,"
+                               "ERROR_FOR_DIVISION_BY_ZERO,NO_AUTO_CREATE_USER,NO_ENGINE_SUBSTITUTION", True)
     schema["version_comment"] = (str, "TiDB Server (Apache License 2.0) Community Edition, MySQL 8.0 compatible (tidbsim)", False)
     global_vars = GlobalVariables(schema)
 
@@ -65,10 +73,9 @@ def start_mysql(runtime, host, port):
             return [NativePasswordAuthPlugin()]
 
         async def get_user(self, username):
-            if username not in users:
+            auth = users.login(username)
+            if auth is False:
                 return None
-            password = users[username]
-            auth = NativePasswordAuthPlugin.create_auth_string(password) if password else None
             return User(name=username, auth_string=auth, auth_plugin=NativePasswordAuthPlugin.name)
 
     class TiDBSession(Session):
@@ -82,6 +89,19 @@ def start_mysql(runtime, host, port):
             if " ".join(q.sql.lower().split()).rstrip(";") == "select tidb_version()":
                 return [[TIDB_VERSION_TEXT]], ["tidb_version()"]
             return await q.next()
+
+        async def handle_query(self, sql, attrs):
+            # Account statements first: sqlglot does not parse all of them (SHOW CREATE USER ...).
+            try:
+                result = users.execute(self.username, sql)
+            except SQLError as exc:
+                raise MysqlError(exc.message, exc.code) from None
+            if result is not None:
+                return result
+            return await super().handle_query(sql, attrs)
+
+        async def schema(self):
+            return {"mysql": {"user": dict(USER_TABLE_COLUMNS)}}
 
         async def query(self, expression, sql, attrs):
             raise MysqlError(f"tidbsim does not implement this statement: {sql[:80]}", ErrorCode.NOT_SUPPORTED_YET)
@@ -201,7 +221,7 @@ def main(argv):
         # The real server opens the MySQL port before it reports healthy. Once: a tick that finds
         # the status server still held back (TIDBSIM_LISTEN_DELAY) comes back here.
         if not mysql["open"]:
-            start_mysql(runtime, host, port)
+            start_mysql(runtime, host, port, pd_urls)
             mysql["open"] = True
         runtime.try_ready()
     runtime.every(common.env_float("HEARTBEAT_INTERVAL", 0.5), bootstrap)

@@ -53,6 +53,7 @@ def make_backend(**overrides):
         "resources": {component: {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
                       for component in _import("module_utils._topology").NAMES},
         "s3_client_image": "example.invalid/mc:v1",
+        "sql_client_image": "example.invalid/mysql:v1",
         "tiflash_probe": {},
     }
     backend.update(copy.deepcopy(overrides))
@@ -71,9 +72,10 @@ def make_settings(backend=None, **overrides):
                     "access_key": SECRETS["access_key"], "secret_key": SECRETS["secret_key"], "use_path_style": True},
         "minio_root_user": SECRETS["access_key"],
         "minio_root_password": SECRETS["minio_root_password"],
-        "tici_tidb_user": "root",
+        "tici_tidb_user": "tici",
         "tici_tidb_password": SECRETS["tici_tidb_password"],
         "changefeed_id": "tici-replication-task",
+        "digest_key": "fedcba9876543210" * 4,
         "cdc_flush_interval": "",
         "container_env": {},
         "backend_settings": backend or make_backend(),

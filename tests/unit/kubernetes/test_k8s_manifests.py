@@ -30,7 +30,7 @@ def _container(objects, name):
 
 @pytest.mark.parametrize("version", ["1.30.0", "1.34.0"])
 def test_every_manifest_passes_strict_schema_validation(all_manifests, version):
-    assert len(all_manifests) == 36
+    assert len(all_manifests) == 38  # the TiDB step adds the Secret and the Job of TiCI's account
     for obj in all_manifests:
         kubernetes_validate.validate(obj, version, strict=True)
 
@@ -169,7 +169,7 @@ def test_tiflash_config_per_pod_with_tici(all_manifests):
 def test_tici_configs_live_in_secrets(all_manifests):
     meta = _secret_toml(all_manifests, "tidb-tici-meta-secret", "tidb-tici-meta-0.tici.toml")
     assert meta["s3"]["bucket"] == "ticidefaultbucket" and meta["server"]["pd-addr"] == "tidb-pd:2379"
-    assert meta["tidb-server"]["dsns"] == ["mysql://root:tidb-P%40ss%3Aword@tidb-tidb:4000"]
+    assert meta["tidb-server"]["dsns"] == ["mysql://tici:tidb-P%40ss%3Aword@tidb-tidb:4000"]
     worker = _secret_toml(all_manifests, "tidb-tici-worker-secret", "tidb-tici-worker-1.tici.toml")
     assert "tidb-server" not in worker and worker["s3"]["access-key"] == SECRETS["access_key"]
     assert "ConfigMap" not in [o["kind"] for o in all_manifests if o["metadata"]["name"].startswith("tidb-tici")]

@@ -37,7 +37,7 @@ def test_render_writes_every_manifest_and_is_idempotent(tmp_path):
     first = run_playbook(INVENTORY, "tidb_k8s_render_dir=%s" % out)
     assert first.returncode == 0, first.stdout[-3000:]
     files = sorted(os.listdir(out))
-    assert files == ["00-namespace.yaml", "10-pd.yaml", "20-tikv.yaml", "30-tidb.yaml", "40-minio-secrets.yaml",
+    assert files == ["00-namespace.yaml", "10-pd.yaml", "20-tikv.yaml", "30-tidb-secrets.yaml", "30-tidb.yaml", "40-minio-secrets.yaml",
                      "40-minio.yaml", "50-ticdc.yaml", "60-tici_meta-secrets.yaml",
                      "60-tici_meta.yaml", "65-tici_worker-secrets.yaml", "65-tici_worker.yaml",
                      "70-tiflash-secrets.yaml", "70-tiflash.yaml"]
@@ -45,10 +45,10 @@ def test_render_writes_every_manifest_and_is_idempotent(tmp_path):
         mode = stat.S_IMODE(os.stat(out / name).st_mode)
         assert mode == (0o600 if "secrets" in name else 0o644), name
     objects = k8s_check.load([str(out)])
-    assert len(objects) == 36
+    assert len(objects) == 38
     assert k8s_check.check(objects, secrets=["change-me-example-password"]) == []
     kinds = [o["kind"] for o in objects]
-    assert kinds.count("StatefulSet") == 8 and kinds.count("Job") == 1
+    assert kinds.count("StatefulSet") == 8 and kinds.count("Job") == 2  # the bucket, and TiCI's account
     # No partition: a GitOps tool applies them and Kubernetes rolls.
     assert all(o["spec"]["updateStrategy"] == {"type": "RollingUpdate"} for o in objects if o["kind"] == "StatefulSet")
     # No secret reached the log.

@@ -41,7 +41,8 @@ def settings(**overrides):
         "backend": "docker", "cluster_name": "tidb", "network_mode": "host",
         "images": {key: "example.invalid/%s:1" % key for key in ("pd", "tikv", "tidb", "tiflash", "ticdc", "tici", "minio")},
         "server_configs": {}, "tici_enabled": True, "tici_s3": {}, "minio_root_user": "tidbops", "minio_root_password": SECRET,
-        "tici_tidb_user": "root", "tici_tidb_password": "", "changefeed_id": "tici-replication-task", "cdc_flush_interval": "",
+        "tici_tidb_user": "tici", "tici_tidb_password": "tici-Pw-1", "changefeed_id": "tici-replication-task", "cdc_flush_interval": "",
+        "digest_key": "0123456789abcdef" * 4,
         "container_env": {}, "backend_settings": {"ulimits": {"nofile": 1000000}},
     }
     base.update(copy.deepcopy(overrides))
@@ -88,6 +89,23 @@ def test_component_ready_documents_every_kind():
 # ---------------------------------------------------------------------------------------------
 # Addresses
 
+def test_host_network_listens_where_it_advertises_unless_told():
+    """listen_host (TiUP's name) defaults to the advertised IP address, not to every address."""
+    model = ok({"common": {"ansible_host": "10.0.0.5"}})
+    assert {record["listen_host"] for record in model["instances"].values()} == {"10.0.0.5"}
+    assert "--client-urls=http://10.0.0.5:2379" in model["processes"]["pd0"]["command"]
+    assert not [w for w in model["warnings"] if "listen on all addresses" in w]
+    # Asked for: every address, and no warning.
+    model = ok({"common": {"ansible_host": "10.0.0.5", "listen_host": "0.0.0.0"}})
+    assert {record["listen_host"] for record in model["instances"].values()} == {"0.0.0.0"}
+    assert not [w for w in model["warnings"] if "listen on all addresses" in w]
+    # A name cannot be bound as it is by every component: all addresses, and a warning naming the hosts.
+    model = ok({"common": {"ansible_host": "db1.example"}})
+    assert model["instances"]["tidb0"]["listen_host"] == "0.0.0.0"
+    warning = [w for w in model["warnings"] if "listen on all addresses" in w]
+    assert len(warning) == 1 and "tidb0" in warning[0] and "set listen_host" in warning[0]
+
+
 def test_host_network_listens_and_advertises_as_the_inventory_says():
     model = ok({"common": {"ansible_host": "10.0.0.5", "listen_host": "10.0.0.5"}})
     pd = model["instances"]["pd0"]
@@ -119,7 +137,7 @@ def test_bridge_network_advertises_container_names_and_reaches_published_ports()
 
 def test_kubernetes_addresses_are_pod_names_and_the_api_server_proxy():
     backend = {"namespace": "db", "kubeconfig": "/k", "render_dir": "", "image_pull_policy": "Never",
-               "storage": {name: "1Gi" for name in topo.NAMES}, "resources": {}, "s3_client_image": "mc:1"}
+               "storage": {name: "1Gi" for name in topo.NAMES}, "resources": {}, "s3_client_image": "mc:1", "sql_client_image": "mysql:1"}
     model = ok(backend="kubernetes", backend_settings=backend)
     assert model["instances"]["tikv0"]["advertise_host"] == "tidb-tikv-0.tidb-tikv-peer.db.svc"
     assert model["pd_addrs"] == ["tidb-pd:2379"] and model["pd_endpoint"] == "http://tidb-pd:2379"
@@ -236,8 +254,13 @@ RULES = [
     ({"inventory_args": {"host_vars": {"tiflash0": {"learner_config": "x"}}}}, "learner_config must be a mapping"),
     ({"server_configs": {"tici_meta": "x"}}, "server_configs.tici_meta must be a mapping"),
     ({"server_configs": {"cdc": ["x"]}}, "server_configs.cdc must be a mapping"),
-    ({"tici_tidb_user": ""}, "tici_tidb_user must be a non-empty string"),
+    ({"tici_tidb_user": ""}, "tici_tidb_user must be a TiDB user name"),
+    ({"tici_tidb_user": "a'b"}, "tici_tidb_user must be a TiDB user name"),
+    ({"tici_tidb_password": ""}, "tici_tidb_password is empty"),
+    ({"tici_tidb_password": None}, "tici_tidb_password must be a string"),
     ({"minio_root_password": "short"}, "minio_root_password (at least 8 characters)"),
+    ({"digest_key": "0123456789abcdef"}, "tidb_digest_key must be a string of at least 32 characters"),
+    ({"digest_key": None}, "tidb_digest_key must be a string of at least 32 characters"),
     ({"changefeed_id": "tici_task"}, "tici_changefeed_id must be letters and digits"),
     ({"cdc_flush_interval": "5 s"}, "tici_cdc_flush_interval must be a duration"),
     ({"tici_s3": {"bucket": "Not_A_Bucket"}}, "tici_s3.bucket must be an S3 bucket name"),
@@ -323,3 +346,35 @@ def test_stop_grace_adds_tidbs_graceful_wait():
     model = ok(server_configs={"tidb": {"graceful-wait-before-shutdown": 20}})
     assert model["processes"]["tidb0"]["stop_grace"] == 110
     assert model["processes"]["tikv0"]["stop_grace"] == 90
+
+
+def test_tici_gets_its_own_tidb_account_limited_to_database_tici():
+    model = ok()
+    assert model["tici_account"] == {"user": "tici", "host": "%", "password": "tici-Pw-1", "privileges": "tici.*:ALL",
+                                     "login_password": ""}
+    assert model["tidb_sql"] == {"host": model["instances"]["tidb0"]["access_host"], "port": 4000}
+    assert "mysql://tici:tici-Pw-1@" in toml(model, "tici-meta0", "tici.toml")["tidb-server"]["dsns"][0]
+    # An empty password only when asked for; root is used as it is, with a warning.
+    assert ok(tici_tidb_password="", tici_tidb_allow_empty_password=True)["tici_account"]["password"] == ""
+    root = ok(tici_tidb_user="root")
+    assert root["tici_account"] is None
+    assert [w for w in root["warnings"] if "tici_tidb_user is root" in w]
+    assert "tici_account" not in ok(tici_enabled=False)
+
+
+def test_the_account_job_on_kubernetes_keeps_its_password_in_a_secret():
+    from ansible_collections.tidbops.cluster.plugins.filter.k8s_manifests import k8s_manifests  # pylint: disable=import-outside-toplevel
+    backend = {"namespace": "db", "kubeconfig": "/k", "render_dir": "", "image_pull_policy": "Never",
+               "storage": {name: "1Gi" for name in topo.NAMES}, "resources": {}, "s3_client_image": "mc:1", "sql_client_image": "mysql:1"}
+    model = ok(backend="kubernetes", backend_settings=backend, tici_tidb_password="it's\\pw")
+    assert model["tidb_sql"] is None  # the controller reaches TiDB through the API server only
+    objects = k8s_manifests(model, backend, "tidb")
+    job = [o for o in objects if o["kind"] == "Job"][0]
+    secret = [o for o in objects if o["kind"] == "Secret" and o["metadata"]["name"].endswith("-tici-account")][0]
+    assert "it's" not in str(job) and "pw" not in str(job["spec"])
+    assert "CREATE USER IF NOT EXISTS 'tici'@'%' IDENTIFIED BY 'it\\'s\\\\pw';" in secret["stringData"]["account.sql"]
+    assert "GRANT ALL PRIVILEGES ON `tici`.* TO 'tici'@'%';" in secret["stringData"]["account.sql"]
+    assert "host=tidb-tidb\nport=4000\nuser=root\n" in secret["stringData"]["client.cnf"]
+    # Another password is another Job (a Job runs once).
+    other = k8s_manifests(ok(backend="kubernetes", backend_settings=backend, tici_tidb_password="other-pw"), backend, "tidb")
+    assert [o["metadata"]["name"] for o in other if o["kind"] == "Job"] != [job["metadata"]["name"]]

@@ -1,13 +1,17 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) tidbops maintainers
 # Apache License 2.0 (see LICENSE)
-"""Masking of secrets in URIs, nested data and text."""
+"""Masking of secrets in URIs, nested data and text; keyed digests."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 import pytest
 
-from ansible_collections.tidbops.cluster.plugins.module_utils._secrets import MASK, Redactor, mask_data, mask_uri, secret_values
+from ansible_collections.tidbops.cluster.plugins.module_utils._secrets import (
+    MASK, Redactor, keyed_digest, mask_data, mask_uri, secret_values)
 
 S3 = 's3://bucket/prefix/cdc?protocol=canal-json&endpoint=http://minio0:9000&access-key=AKIA123&secret-access-key=s3cr%2Bet%2Fkey'
 
@@ -61,3 +65,14 @@ def test_redactor_masks_uris_inside_text_even_with_unknown_secrets():
     text = Redactor().text("sink uri invalid 's3://b/p?access-key=AK1&secret-access-key=other': failed")
     assert 'AK1' not in text and 'other' not in text
     assert text.startswith("sink uri invalid 's3://b/p?access-key=") and text.endswith("': failed")
+
+
+def test_keyed_digest_is_an_hmac_over_canonical_json_and_refuses_short_keys():
+    key = 'k' * 32
+    data = {'b': [1, 2], 'a': 'pw'}
+    assert keyed_digest(key, data) == keyed_digest(key, {'a': 'pw', 'b': [1, 2]})
+    assert keyed_digest(key, data) == hmac.new(key.encode(), b'{"a": "pw", "b": [1, 2]}', hashlib.sha256).hexdigest()
+    assert keyed_digest(key, data) != keyed_digest('j' * 32, data)
+    for bad in (None, '', 'k' * 31, 32):
+        with pytest.raises(ValueError, match='at least 32'):
+            keyed_digest(bad, data)
