@@ -187,7 +187,8 @@ def _bucket_job(cluster, settings):
     name = _model.object_name(cluster, "minio")
     s3 = cluster["s3"]
     scheme, _sep, address = s3["endpoint"].partition("://")
-    mc_host = "%s://%s:%s@%s" % (scheme, quote(s3["access_key"], safe=""), quote(s3["secret_key"], safe=""), address.rstrip("/"))
+    keys = cluster["bucket_credentials"]
+    mc_host = "%s://%s:%s@%s" % (scheme, quote(keys["access_key"], safe=""), quote(keys["secret_key"], safe=""), address.rstrip("/"))
     secret = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": _meta(cluster, settings, "minio", name + "-credentials"),
               "stringData": {"mc-host": mc_host}}
     labels = dict(_labels(cluster, "minio"))

@@ -19,6 +19,8 @@ plain dict that every play, backend and plugin reads:
 * ``processes``: each instance's process spec (_process), which both backends run;
 * ``digest_key``: the key of the digests a spec is compared by (_secrets.keyed_digest), which the
   engine's metadata and the Kubernetes API show;
+* ``minio_user``: the MinIO user TiCI's S3 clients get (tidbops.cluster.minio_user), when the
+  cluster's MinIO makes one;
 * ``tici_account``: the TiDB account TiCI meta uses, which the tici role creates (least privilege),
   and ``tidb_sql``: where the controller speaks SQL to TiDB;
 * ``problems``: every rule the inventory breaks, all at once, and ``warnings``.
@@ -538,8 +540,8 @@ def _kubernetes_problems(settings, backend, members):
                          for key, amount in amounts.items() if not _is_quantity(amount)]
     if tici and members['minio'] and not (isinstance(backend.get('s3_client_image'), str) and backend['s3_client_image']):
         problems.append('tidb_k8s_s3_client_image must be a non-empty image reference (the bucket Job runs it)')
-    if tici and settings.get('tici_tidb_user') != 'root' and not (isinstance(backend.get('sql_client_image'), str)
-                                                               and backend['sql_client_image']):
+    sql_client_image = backend.get('sql_client_image')
+    if tici and settings.get('tici_tidb_user') != 'root' and not (isinstance(sql_client_image, str) and sql_client_image):
         problems.append("tidb_k8s_sql_client_image must be a non-empty image reference (the Job that creates TiCI's TiDB "
                         "account runs it)")
     return problems
@@ -559,7 +561,14 @@ def _s3(settings, address, instances, members, problems):
         problems.append('tici_s3 must be a mapping with keys %s, got %s' % (', '.join(_config.S3_KEYS), _type_name(user)))
         user = {}
     minio = [instances[host] for host in members['minio']]
-    defaults = dict(DEFAULT_S3, access_key=settings.get('minio_root_user'), secret_key=settings.get('minio_root_password'))
+    # The cluster's own MinIO gives TiCI a user of its own (minio_user) where the controller can make
+    # it; the root credentials serve only where it cannot (Kubernetes, with a warning).
+    keys_given = bool(user.get('access_key') or user.get('secret_key'))
+    own_user = bool(minio) and address.controller_reaches_s3 and not keys_given
+    if own_user:
+        defaults = dict(DEFAULT_S3, access_key=settings.get('minio_tici_user'), secret_key=settings.get('minio_tici_password'))
+    else:
+        defaults = dict(DEFAULT_S3, access_key=settings.get('minio_root_user'), secret_key=settings.get('minio_root_password'))
     controller_endpoint = None
     if minio and 'addr' in minio[0]:
         defaults['endpoint'] = 'http://' + address.peers('minio', minio, 'port')[0]
@@ -570,13 +579,33 @@ def _s3(settings, address, instances, members, problems):
     if 'endpoint' in user and user['endpoint']:
         controller_endpoint = user['endpoint'] if address.controller_reaches_s3 else None
     hints = {'endpoint': 'it defaults to the first of minio_servers, and there is none',
-             'access_key': 'it defaults to minio_root_user', 'secret_key': 'it defaults to minio_root_password'}
+             'access_key': 'it defaults to minio_tici_user, the user the MinIO role makes for TiCI' if own_user
+             else 'it defaults to minio_root_user',
+             'secret_key': 'it defaults to minio_tici_password' if own_user else 'it defaults to minio_root_password'}
     found = _config.s3_problems(s3, 'tici_s3', require=('endpoint', 'bucket', 'prefix', 'access_key', 'secret_key'), hints=hints)
+    if own_user and not found:
+        found += _minio_user_problems(settings, s3)
     if found:
         problems.extend(found)
-        return None, None
+        return None, None, None
     s3 = _config.s3_settings(s3, 'tici_s3')
-    return s3, controller_endpoint
+    if own_user and controller_endpoint:
+        s3_user = {'endpoint': controller_endpoint, 'root_user': settings.get('minio_root_user'),
+                   'root_password': settings.get('minio_root_password'), 'access_key': s3['access_key'],
+                   'secret_key': s3['secret_key'], 'bucket': s3['bucket'], 'policy_name': 'tidbops-tici-%s' % s3['bucket']}
+        return s3, controller_endpoint, s3_user
+    return s3, controller_endpoint, None
+
+
+def _minio_user_problems(settings, s3):
+    problems = []
+    if len(str(s3['access_key'])) < 3 or s3['access_key'] == settings.get('minio_root_user'):
+        problems.append('minio_tici_user must have 3 characters or more and differ from minio_root_user: it is the MinIO '
+                        'user TiCI gets instead of the root credentials')
+    if len(str(s3['secret_key'])) < 8:
+        problems.append('minio_tici_password must have 8 characters or more (MinIO refuses shorter secret keys); leave it '
+                        'unset to have one generated into tidb_state_dir')
+    return problems
 
 
 def _gates(settings, address, instances, members, pd_endpoint):
@@ -610,7 +639,7 @@ def build(settings, inventory):
 
     ``settings``: backend, cluster_name, network_mode, images, version, component_versions,
     restart_components, server_configs, tici_enabled, tici_s3,
-    minio_root_user, minio_root_password, tici_tidb_user, tici_tidb_password, changefeed_id,
+    minio_root_user, minio_root_password, minio_tici_user, minio_tici_password, tici_tidb_user, tici_tidb_password, changefeed_id,
     cdc_flush_interval, container_env, digest_key, tidb_root_password, tici_tidb_allow_empty_password,
     backend_settings (the backend role's own settings).
     ``inventory``: groups {group: [host]}, hosts {host: {group_names, vars}}, play_hosts.
@@ -657,7 +686,12 @@ def build(settings, inventory):
         'problems': problems,
         'warnings': warnings,
     }
-    s3, s3_controller = _s3(settings, address, instances, members, problems) if settings['tici_enabled'] else (None, None)
+    s3, s3_controller, s3_user = _s3(settings, address, instances, members, problems) if settings['tici_enabled'] else (None, None, None)
+    if settings['tici_enabled'] and members['minio'] and not address.controller_reaches_s3 and not (
+            isinstance(settings.get('tici_s3'), dict) and settings['tici_s3'].get('access_key')):
+        warnings.append("TiCDC, TiCI and TiFlash use MinIO's root credentials: on Kubernetes the MinIO role cannot make "
+                        "TiCI a user of its own yet. Make one limited to the TiCI bucket and give its keys as "
+                        "tici_s3.access_key and tici_s3.secret_key")
     if problems:
         return model
     pd = [instances[host] for host in members['pd']]
@@ -673,6 +707,12 @@ def build(settings, inventory):
         'tidb_status_addrs': address.peers('tidb', [instances[h] for h in members['tidb']], 'status_port'),
         's3': s3,
         's3_controller_endpoint': s3_controller,
+        'minio_user': s3_user,
+        # The bucket is made with MinIO's root credentials when MinIO is the cluster's own (the MinIO
+        # role keeps them), else with the keys TiCI uses.
+        'bucket_credentials': ({'access_key': settings.get('minio_root_user'), 'secret_key': settings.get('minio_root_password')}
+                               if members['minio'] else
+                               {'access_key': s3['access_key'], 'secret_key': s3['secret_key']} if s3 else None),
         'gates': _gates(settings, address, instances, members, pd_endpoint),
     })
     if settings['tici_enabled']:

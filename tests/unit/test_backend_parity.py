@@ -53,8 +53,11 @@ def _settings(backend, backend_settings):
     return {
         "backend": backend, "cluster_name": "tidbha", "network_mode": "host", "images": simulator["tidb_images"],
         "version": simulator["tidb_version"],
-        "server_configs": copy.deepcopy(group_vars.get("server_configs") or {}), "tici_enabled": True, "tici_s3": {},
+        "server_configs": copy.deepcopy(group_vars.get("server_configs") or {}), "tici_enabled": True,
+        # Keys of a user made by hand: on Kubernetes the MinIO role cannot make TiCI's user yet (the model warns).
+        "tici_s3": {"access_key": "tici-by-hand", "secret_key": "tici-by-hand-secret"},
         "minio_root_user": group_vars["minio_root_user"], "minio_root_password": group_vars["minio_root_password"],
+        "minio_tici_user": "tici", "minio_tici_password": "tici-S3-secret",
         "tici_tidb_user": "tici", "tici_tidb_password": "tici-Pw-1", "changefeed_id": "tici-replication-task", "digest_key": "k" * 64,
         "cdc_flush_interval": "", "container_env": {}, "backend_settings": backend_settings,
     }

@@ -6,18 +6,23 @@ says "coordinator is not fully initialized" for a while (TIDBSIM_CDC_INIT_DELAY)
 converge anyway. MinIO's 5xx answers are tested on their own cluster, because the bucket step does
 not survive them yet (reported), and the secrets checks need a converged cluster.
 
-Secrets (MinIO root password = S3 secret key, TiCI's TiDB password), each holding '+', '/' and '=':
-in no output line, no diff, no command line of a container; only in files of the instances that
-need them, with mode 0600. Whether they reach a container's Env is checked separately, so a defect
-there is reported on its own.
+Secrets (MinIO's root password, TiCI's TiDB password, each holding '+', '/' and '='; TiCI's generated
+S3 secret key): in no output line, no diff, no command line or metadata of a container; only in files
+of the instances that need each one, with mode 0600. MinIO's root password stays with MinIO: it is in
+no changefeed and no key of PD's etcd, and TiCI's S3 user is limited to its bucket. Whether secrets
+reach a container's Env is checked separately, so a defect there is reported on its own.
 """
 
+import base64
 import json
 import os
 import re
 import stat
+import urllib.request
 from urllib.parse import quote, quote_plus
 
+import boto3
+import botocore
 import pymysql
 import pytest
 
@@ -27,9 +32,19 @@ pytestmark = pytest.mark.integration
 
 MINIO_PASSWORD = "Mn+Pw/9x=Sec+ret/Q="
 TIDB_PASSWORD = "Td+Pw/7y=Sec+ret/Z="
-SECRETS = {"minio_root_password (S3 secret key)": MINIO_PASSWORD, "tici_tidb_password": TIDB_PASSWORD}
-# Instances whose rendered files may hold a secret: MinIO itself, and the S3/TiDB clients.
+S3_LABEL = "TiCI's S3 secret key (generated)"
+SECRETS = {"minio_root_password": MINIO_PASSWORD, "tici_tidb_password": TIDB_PASSWORD}
+# Instances whose rendered files may hold a secret: MinIO itself, and the S3/TiDB clients; and which
+# may hold which.
 NEED_SECRETS = ("minio", "tici_meta", "tici_worker", "tiflash")
+HOLDERS = {"minio_root_password": ("minio",), "tici_tidb_password": ("tici_meta",), S3_LABEL: ("tici_meta", "tici_worker", "tiflash")}
+
+
+def _tici_s3_secret(cluster):
+    """The S3 secret key generated for TiCI's MinIO user (tidb_state_dir/minio_tici_password, 0600)."""
+    path = cluster.state_dir / "minio_tici_password"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    return path.read_text(encoding="utf-8").strip()
 
 
 def _spellings(secret):
@@ -94,22 +109,70 @@ def test_secrets_not_in_output(converged):
 def test_secrets_only_in_private_files(converged):
     cluster, run = converged
     assert run.rc == 0, "the converge failed; see test_transient_faults_converge"
+    secrets = dict(SECRETS, **{S3_LABEL: _tici_s3_secret(cluster)})
     holders = {}
     for root, _dirs, files in os.walk(cluster.config_root):
         for name in files:
             path = os.path.join(root, name)
             with open(path, encoding="utf-8", errors="replace") as handle:
                 text = handle.read()
-            found = [label for label, secret in SECRETS.items() if any(s in text for s in _spellings(secret))]
+            found = [label for label, secret in secrets.items() if any(s in text for s in _spellings(secret))]
             if found:
                 holders[path] = (found, stat.S_IMODE(os.stat(path).st_mode))
     assert holders, "no rendered file holds a secret: the secrets did not reach the services that need them"
     loose = {path: oct(mode) for path, (_labels, mode) in holders.items() if mode != 0o600}
     assert not loose, f"files holding secrets without mode 0600: {loose}"
     kinds = {host: kind for host, kind, _vars in cluster.instances()}
-    for path in holders:
+    for path, (labels, _mode) in holders.items():
         instance = os.path.relpath(path, cluster.config_root).split(os.sep)[1]
         assert kinds.get(instance) in NEED_SECRETS, f"{path} holds a secret its instance does not need"
+        for label in labels:
+            assert kinds.get(instance) in HOLDERS[label], f"{path} holds {label}, which its instance does not need"
+    # Least privilege: MinIO's root password only in MinIO's files, TiCI's S3 secret in those of its clients.
+    s3_holders = {kinds[os.path.relpath(p, cluster.config_root).split(os.sep)[1]] for p, (ls, _m) in holders.items() if S3_LABEL in ls}
+    assert s3_holders == {"tici_meta", "tici_worker", "tiflash"}, s3_holders
+
+
+def test_minio_root_password_is_in_no_changefeed_and_no_pd_key(converged):
+    """The changefeed TiCDC stores in PD's etcd (and hands out over its API) carries TiCI's S3 user,
+    never MinIO's root password."""
+    cluster, run = converged
+    assert run.rc == 0, "the converge failed; see test_transient_faults_converge"
+    _host, _kind, cdc_vars = cluster.instances("ticdc")[0]
+    with urllib.request.urlopen(f"http://127.0.0.1:{cdc_vars['port']}/api/v2/changefeeds/tici-replication-task", timeout=10) as reply:
+        feed = reply.read().decode()
+    assert "sink_uri" in feed and "s3://" in feed
+    assert not any(s in feed for s in _spellings(MINIO_PASSWORD)), "MinIO's root password is in the changefeed TiCDC hands out"
+    _host, _kind, pd_vars = cluster.instances("pd")[0]
+    everything = json.dumps({"key": base64.b64encode(b"\0").decode(), "range_end": base64.b64encode(b"\0").decode()}).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{pd_vars['client_port']}/v3/kv/range", data=everything, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        kvs = json.loads(reply.read()).get("kvs") or []
+    values = [base64.b64decode(kv.get("value") or "").decode(errors="replace") for kv in kvs]
+    assert any("s3://" in value for value in values), "no changefeed found under PD's etcd: the scan is not looking"
+    leaks = [base64.b64decode(kv["key"]).decode(errors="replace") for kv, value in zip(kvs, values)
+             if any(s in value for s in _spellings(MINIO_PASSWORD))]
+    assert not leaks, f"MinIO's root password is in PD's etcd under {leaks}"
+
+
+def test_tici_s3_user_cannot_create_or_read_another_bucket(converged):
+    cluster, run = converged
+    assert run.rc == 0, "the converge failed; see test_transient_faults_converge"
+    _host, _kind, minio_vars = cluster.instances("minio")[0]
+    endpoint = f"http://127.0.0.1:{minio_vars['port']}"
+
+    def s3(key, secret):
+        return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=key, aws_secret_access_key=secret, region_name="us-east-1")
+    root = s3(cluster.group_vars["minio_root_user"], MINIO_PASSWORD)
+    root.create_bucket(Bucket="notforticibucket")
+    root.put_object(Bucket="notforticibucket", Key="k", Body=b"root only")
+    tici = s3("tici", _tici_s3_secret(cluster))
+    assert tici.list_objects_v2(Bucket="ticidefaultbucket")["ResponseMetadata"]["HTTPStatusCode"] == 200
+    for call in (lambda: tici.create_bucket(Bucket="anotherbucket"), lambda: tici.list_objects_v2(Bucket="notforticibucket"),
+                 lambda: tici.get_object(Bucket="notforticibucket", Key="k")):
+        with pytest.raises(botocore.exceptions.ClientError) as denied:
+            call()
+        assert denied.value.response["Error"]["Code"] == "AccessDenied"
 
 
 def test_secrets_not_on_container_command_lines(converged):
@@ -167,8 +230,8 @@ def test_tici_logs_in_with_its_own_account_limited_to_database_tici(converged):
     root = pymysql.connect(host=host, port=port, user="root", password="")
     with root.cursor() as cursor:
         cursor.execute("SHOW GRANTS FOR %s@%s", ("tici", "%"))
-        assert [row[0] for row in cursor.fetchall()] == ["GRANT USAGE ON *.* TO 'tici'@'%'",
-                                                          "GRANT ALL PRIVILEGES ON `tici`.* TO 'tici'@'%'"]
+        grants = [row[0] for row in cursor.fetchall()]
+        assert grants == ["GRANT USAGE ON *.* TO 'tici'@'%'", "GRANT ALL PRIVILEGES ON `tici`.* TO 'tici'@'%'"]
     root.close()
     tici = pymysql.connect(host=host, port=port, user="tici", password=TIDB_PASSWORD)
     with tici.cursor() as cursor:

@@ -73,3 +73,66 @@ def test_credentials_from_files_as_docker_secrets(sim, tmp_path):
     with pytest.raises(botocore.exceptions.ClientError) as default_keys:
         client(minio, key="minioadmin", secret="minioadmin").list_buckets()
     assert default_keys.value.response["Error"]["Code"] == "InvalidAccessKeyId"
+
+
+def _minio_user(minio, secret, bucket="ticidefaultbucket"):
+    """module_utils/_minio with minio-py's real clients, as tidbops.cluster.minio_user builds them."""
+    from minio import Minio  # pylint: disable=import-outside-toplevel
+    from minio.credentials import StaticProvider  # pylint: disable=import-outside-toplevel
+    from minio.minioadmin import MinioAdmin  # pylint: disable=import-outside-toplevel
+    from ansible_collections.tidbops.cluster.plugins.module_utils._minio import MinioUser  # pylint: disable=import-outside-toplevel
+    host = minio.url().split("://", 1)[1].rstrip("/")
+    admin = MinioAdmin(endpoint=host, credentials=StaticProvider(minio.user, minio.password), region="us-east-1", secure=False)
+    as_user = Minio(host, access_key="tici", secret_key=secret, region="us-east-1", secure=False)
+
+    def s3_as_user():
+        next(iter(as_user.list_objects(bucket)), None)
+    return MinioUser(admin, s3_as_user, "tici", secret, bucket, "tidbops-tici-" + bucket), admin
+
+
+def test_tici_user_is_limited_to_its_bucket_and_converges_idempotently(sim):
+    """The admin API as minio-py calls it (encrypted bodies, root only), the bucket policy enforced on
+    every S3 request of the user, a second attach refused as MinIO refuses it, and the secret checked by
+    a signed request."""
+    from minio.error import MinioAdminException  # pylint: disable=import-outside-toplevel
+    minio = sim.minio(user="rootuser", password="root-secret-1")
+    minio.wait_ready()
+    root = client(minio)
+    root.create_bucket(Bucket="ticidefaultbucket")
+    root.create_bucket(Bucket="otherbucket")
+    root.put_object(Bucket="otherbucket", Key="private.txt", Body=b"not for tici")
+    user, admin = _minio_user(minio, "tici-secret-1")
+    assert user.plan(user.read()) == ["policy", "user", "attach"]
+    assert user.apply(["policy", "user", "attach"]) == ["policy", "user", "attach"]
+    assert user.plan(user.read()) == [] and user.apply([]) == []  # converged: nothing to do, secret current
+    with pytest.raises(MinioAdminException) as twice:
+        admin.attach_policy(["tidbops-tici-ticidefaultbucket"], user="tici")
+    assert "XMinioAdminPolicyChangeAlreadyApplied" in str(twice.value)
+
+    tici = client(minio, key="tici", secret="tici-secret-1")
+    tici.put_object(Bucket="ticidefaultbucket", Key="tici_default_prefix/cdc/1.json", Body=b"{}")
+    assert tici.get_object(Bucket="ticidefaultbucket", Key="tici_default_prefix/cdc/1.json")["Body"].read() == b"{}"
+    assert [o["Key"] for o in tici.list_objects_v2(Bucket="ticidefaultbucket")["Contents"]] == ["tici_default_prefix/cdc/1.json"]
+    tici.delete_object(Bucket="ticidefaultbucket", Key="tici_default_prefix/cdc/1.json")
+    for call in (lambda: tici.create_bucket(Bucket="newbucket"), lambda: tici.list_objects_v2(Bucket="otherbucket"),
+                 lambda: tici.get_object(Bucket="otherbucket", Key="private.txt"), tici.list_buckets,
+                 lambda: tici.put_object(Bucket="otherbucket", Key="x", Body=b"x"),
+                 lambda: tici.delete_bucket(Bucket="ticidefaultbucket")):
+        with pytest.raises(botocore.exceptions.ClientError) as denied:
+            call()
+        assert denied.value.response["Error"]["Code"] == "AccessDenied"
+    # The admin API answers the root credentials only.
+    from minio.credentials import StaticProvider  # pylint: disable=import-outside-toplevel
+    from minio.minioadmin import MinioAdmin  # pylint: disable=import-outside-toplevel
+    as_tici = MinioAdmin(endpoint=minio.url().split("://", 1)[1].rstrip("/"), credentials=StaticProvider("tici", "tici-secret-1"),
+                         region="us-east-1", secure=False)
+    with pytest.raises(MinioAdminException) as refused:
+        as_tici.user_info("tici")
+    assert "AccessDenied" in str(refused.value)
+    # A new secret is found stale by a signed request and set again; users survive a restart.
+    rotated, _admin = _minio_user(minio, "tici-secret-2")
+    assert rotated.plan(rotated.read()) == [] and not rotated.secret_is_current()
+    assert rotated.apply([]) == ["secret"] and rotated.secret_is_current()
+    minio.restart()
+    minio.wait_ready()
+    client(minio, key="tici", secret="tici-secret-2").head_bucket(Bucket="ticidefaultbucket")

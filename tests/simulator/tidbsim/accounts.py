@@ -263,4 +263,3 @@ class Accounts:
         if not self.may_use_database(session_user, database):
             raise SQLError(1044, f"Access denied for user '{session_user}'@'%' to database '{database}'")
         return [], []
-

@@ -1,20 +1,23 @@
-"""minio server DIR: moto's S3 behind SigV4 checks with MINIO_ROOT_USER/MINIO_ROOT_PASSWORD, plus /minio/health/*.
+"""minio server DIR: moto's S3 behind SigV4 checks and IAM policies, the admin API of minio_iam, /minio/health/*.
 
-Every S3 request must be signed (Authorization header or presigned query) with the root keys; the
-signature is recomputed, so a wrong secret fails like a wrong key id (403). moto keeps objects in
-memory: only bucket names persist in DIR (.tidbsim/buckets.json) and come back after a restart.
+Every S3 request must be signed (Authorization header or presigned query) with the root keys
+(MINIO_ROOT_USER/MINIO_ROOT_PASSWORD) or a user's (minio_iam); the signature is recomputed, so a wrong
+secret fails like a wrong key id (403). A user's request must be allowed by its policies. moto keeps
+objects in memory: only bucket names persist in DIR (.tidbsim/buckets.json), users and policies in
+.tidbsim/iam.json, and they come back after a restart.
 """
 
 import hashlib
 import hmac
 import io
+import json
 import logging
 import os
 import re
 import threading
 import urllib.parse
 
-from . import common
+from . import common, minio_iam
 from .common import Flag
 
 FLAGS = [
@@ -50,8 +53,9 @@ def _header(environ, name):
     return environ.get("HTTP_" + key, "")
 
 
-def sigv4_error(environ, body, access_key, secret_key):
-    """None when the request carries a valid SigV4 signature for these keys, else (S3 code, message)."""
+def sigv4_error(environ, body, secret_of):
+    """(None, access key) when the request carries a valid SigV4 signature of a known access key
+    (``secret_of(access key)`` gives its secret, None when unknown), else ((S3 code, message), None)."""
     raw_uri = environ.get("RAW_URI") or environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/")
     path, _mark, raw_query = raw_uri.partition("?")
     query = urllib.parse.parse_qs(raw_query)
@@ -59,7 +63,7 @@ def sigv4_error(environ, body, access_key, secret_key):
     if auth:
         match = AUTH_RE.match(auth)
         if not match:
-            return "AccessDenied", "Access Denied."
+            return ("AccessDenied", "Access Denied."), None
         key_id, date, region, service, signed, signature = match.groups()
         amz_date = _header(environ, "x-amz-date") or _header(environ, "date")
         payload = _header(environ, "x-amz-content-sha256") or hashlib.sha256(body).hexdigest()
@@ -69,13 +73,14 @@ def sigv4_error(environ, body, access_key, secret_key):
             key_id, date, region, service, _terminator = query["X-Amz-Credential"][0].split("/")
             signed, signature, amz_date = query["X-Amz-SignedHeaders"][0], query["X-Amz-Signature"][0], query["X-Amz-Date"][0]
         except (KeyError, ValueError):
-            return "AuthorizationQueryParametersError", "Error parsing the X-Amz-Credential parameter."
+            return ("AuthorizationQueryParametersError", "Error parsing the X-Amz-Credential parameter."), None
         payload = UNSIGNED
         canonical_query = _canonical_query(raw_query, drop=("X-Amz-Signature",))
     else:
-        return "AccessDenied", "Access Denied."
-    if key_id != access_key:
-        return "InvalidAccessKeyId", "The Access Key Id you provided does not exist in our records."
+        return ("AccessDenied", "Access Denied."), None
+    secret_key = secret_of(key_id)
+    if secret_key is None:
+        return ("InvalidAccessKeyId", "The Access Key Id you provided does not exist in our records."), None
     headers = "".join(f"{name}:{' '.join(_header(environ, name).split())}\n" for name in signed.split(";"))
     canonical = "\n".join([environ["REQUEST_METHOD"], path or "/", canonical_query, headers, signed, payload])
     scope = f"{date}/{region}/{service}/aws4_request"
@@ -83,8 +88,8 @@ def sigv4_error(environ, body, access_key, secret_key):
     key = _hmac(_hmac(_hmac(_hmac(f"AWS4{secret_key}".encode(), date), region), service), "aws4_request")
     expected = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, signature):
-        return "SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided."
-    return None
+        return ("SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided."), None
+    return None, key_id
 
 
 def _xml_error(code, message, resource):
@@ -102,10 +107,9 @@ class MinioApp:
         self.rt = runtime
         self.s3 = create_backend_app("s3")
         self.backend = s3_backends[DEFAULT_ACCOUNT_ID]["global"]
-        self.access_key = access_key
-        self.secret_key = secret_key
         self.state_dir = os.path.join(data_dir, ".tidbsim")
         os.makedirs(self.state_dir, exist_ok=True)
+        self.iam = minio_iam.IAM(self.state_dir, access_key, secret_key)
         self.buckets_path = os.path.join(self.state_dir, "buckets.json")
         self.lock = threading.Lock()
         for name in common.load_json(self.buckets_path, []):
@@ -119,8 +123,8 @@ class MinioApp:
 
     @staticmethod
     def _reply(start_response, status, body=b"", headers=None, content_type="application/xml"):
-        reason = {200: "OK", 403: "Forbidden", 412: "Precondition Failed", 500: "Internal Server Error",
-                  503: "Service Unavailable"}.get(status, "Status")
+        reason = {200: "OK", 201: "Created", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 412: "Precondition Failed",
+                  500: "Internal Server Error", 503: "Service Unavailable"}.get(status, "Status")
         start_response(f"{status} {reason}", [("Content-Type", content_type), ("Content-Length", str(len(body)))] + list((headers or {}).items()))
         return [body]
 
@@ -137,6 +141,20 @@ class MinioApp:
             return self._reply(start_response, 200, headers={"x-minio-write-quorum": "1", "x-minio-read-quorum": "1"})
         return self._reply(start_response, 404)
 
+    def admin(self, start_response, problem, access_key, environ, command, body):
+        """One admin API call: JSON errors as MinIO's admin API gives them."""
+        try:
+            if problem:
+                raise minio_iam.AdminError(403, problem[0], problem[1])
+            status, reply = self.iam.admin(access_key, environ["REQUEST_METHOD"], command, minio_iam.parse_query(environ), body)
+        except minio_iam.AdminError as error:
+            status, reply = error.status, {"Code": error.code, "Message": error.message, "Resource": environ.get("PATH_INFO")}
+        if isinstance(reply, minio_iam.Encrypted):
+            data, kind = minio_iam.encrypt_answer(dict(reply), self.iam.root[1]), "application/octet-stream"
+        else:
+            data, kind = (b"" if reply is None else json.dumps(reply).encode()), "application/json"
+        return self._reply(start_response, status, data, content_type=kind)
+
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "/")
         if path.startswith("/minio/health/"):
@@ -151,9 +169,15 @@ class MinioApp:
             return self._reply(start_response, 503, _xml_error("XMinioServerNotInitialized", "Server not initialized, please try again.", resource))
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
-        problem = sigv4_error(environ, body, self.access_key, self.secret_key)
+        problem, access_key = sigv4_error(environ, body, self.iam.secret_of)
+        command = minio_iam.admin_command(path)
+        if command is not None:
+            return self.admin(start_response, problem, access_key, environ, command, body)
         if problem:
             return self._reply(start_response, 403, _xml_error(problem[0], problem[1], resource))
+        action, arn = minio_iam.s3_action(environ["REQUEST_METHOD"], path, minio_iam.parse_query(environ))
+        if not self.iam.allows(access_key, action, arn):
+            return self._reply(start_response, 403, _xml_error("AccessDenied", "Access Denied.", resource))
         environ["wsgi.input"] = io.BytesIO(body)
         result = []
 

@@ -41,6 +41,7 @@ def settings(**overrides):
         "backend": "docker", "cluster_name": "tidb", "network_mode": "host",
         "images": {key: "example.invalid/%s:1" % key for key in ("pd", "tikv", "tidb", "tiflash", "ticdc", "tici", "minio")},
         "server_configs": {}, "tici_enabled": True, "tici_s3": {}, "minio_root_user": "tidbops", "minio_root_password": SECRET,
+        "minio_tici_user": "tici", "minio_tici_password": "tici-S3-secret",
         "tici_tidb_user": "tici", "tici_tidb_password": "tici-Pw-1", "changefeed_id": "tici-replication-task", "cdc_flush_interval": "",
         "digest_key": "0123456789abcdef" * 4,
         "container_env": {}, "backend_settings": {"ulimits": {"nofile": 1000000}},
@@ -154,7 +155,11 @@ def test_s3_defaults_and_the_changefeed_carry_the_flush_interval():
     model = ok(cdc_flush_interval="1s", tici_s3={"prefix": "team/tici/"})
     s3 = model["s3"]
     assert (s3["bucket"], s3["prefix"], s3["region"], s3["use_path_style"]) == ("ticidefaultbucket", "team/tici", "us-east-1", True)
-    assert (s3["access_key"], s3["secret_key"]) == ("tidbops", SECRET)
+    # TiCI's own MinIO user, not the root credentials.
+    assert (s3["access_key"], s3["secret_key"]) == ("tici", "tici-S3-secret")
+    assert model["minio_user"] == {"endpoint": "http://127.0.0.1:9000", "root_user": "tidbops", "root_password": SECRET,
+                                   "access_key": "tici", "secret_key": "tici-S3-secret", "bucket": "ticidefaultbucket",
+                                   "policy_name": "tidbops-tici-ticidefaultbucket"}
     feed = model["changefeed"]
     parts = urlsplit(feed["sink_uri"])
     params = dict(parse_qsl(parts.query))
@@ -164,7 +169,26 @@ def test_s3_defaults_and_the_changefeed_carry_the_flush_interval():
     assert feed["server"] == "http://127.0.0.1:8300" and feed["id"] == "tici-replication-task"
     # TiCI, TiFlash and the sink agree on the bucket, prefix and keys.
     assert toml(model, "tici-worker0", "tici.toml")["s3"]["prefix"] == "team/tici"
-    assert toml(model, "tiflash0", "tiflash.toml")["tici"]["s3"]["secret-key"] == SECRET
+    assert toml(model, "tiflash0", "tiflash.toml")["tici"]["s3"]["secret-key"] == "tici-S3-secret"
+    assert SECRET not in feed["sink_uri"] and "secret-access-key=tici-S3-secret" in feed["sink_uri"]
+    assert not [f for p in model["processes"].values() for f in p["files"] if p["kind"] != "minio" and SECRET in f["content"]]
+
+
+def test_the_root_credentials_serve_s3_clients_only_when_no_user_can_be_made():
+    # Keys given in tici_s3: no user is made, those keys are used.
+    given = ok(tici_s3={"access_key": "mine", "secret_key": "mine-secret"})
+    assert given["minio_user"] is None and given["s3"]["access_key"] == "mine"
+    # A too short generated or given secret, or the root user's name, is refused with the variable named.
+    problems = build(minio_tici_password="short")["problems"]
+    assert [p for p in problems if p.startswith("minio_tici_password must have 8 characters")]
+    problems = build(minio_tici_user="tidbops")["problems"]
+    assert [p for p in problems if p.startswith("minio_tici_user must have 3 characters or more and differ from minio_root_user")]
+    # Kubernetes: the controller cannot reach MinIO's admin API, so root, with a warning.
+    backend = {"namespace": "db", "kubeconfig": "/k", "render_dir": "", "image_pull_policy": "Never",
+               "storage": {name: "1Gi" for name in topo.NAMES}, "resources": {}, "s3_client_image": "mc:1", "sql_client_image": "mysql:1"}
+    k8s = ok(backend="kubernetes", backend_settings=backend)
+    assert k8s["minio_user"] is None and k8s["s3"]["access_key"] == "tidbops"
+    assert [w for w in k8s["warnings"] if "MinIO's root credentials" in w]
 
 
 def test_a_user_endpoint_is_used_everywhere():
@@ -268,7 +292,7 @@ RULES = [
     ({"tici_s3": {"endpoint": "minio:9000"}}, "tici_s3.endpoint must be an http:// or https:// URL"),
     ({"tici_s3": {"secret": "x"}}, "unknown key(s) secret in tici_s3"),
     ({"tici_s3": {"use_path_style": "yes"}}, "tici_s3.use_path_style must be a boolean"),
-    ({"minio_root_user": "", "tici_s3": {"access_key": ""}}, "tici_s3.access_key must be set (it defaults to minio_root_user)"),
+    ({"minio_tici_user": "", "tici_s3": {"access_key": ""}}, "tici_s3.access_key must be set (it defaults to minio_tici_user"),
     ({"inventory_args": {"groups": dict(ONE_OF_EACH, minio_servers=[])}}, "tici_s3.endpoint must be set (it defaults to the first"),
     ({"network_mode": "bridge", "inventory_args": {"host_vars": {"tidb0": {"advertise_host": "10.0.0.9"}}}},
      "advertise_host is set for tidb0, but with tidb_network_mode bridge"),
