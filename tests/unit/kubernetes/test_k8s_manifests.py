@@ -196,8 +196,12 @@ def test_minio_bucket_job_needs_no_shell(all_manifests):
     assert job["command"] == ["mc"] and job["args"] == ["mb", "--ignore-existing", "tici/ticidefaultbucket"]
     assert job["env"][0]["valueFrom"]["secretKeyRef"] == {"name": "tidb-minio-credentials", "key": "mc-host"}
     mc_host = _find(all_manifests, "Secret", "tidb-minio-credentials")["stringData"]["mc-host"]
-    # The secret key is URL-encoded so '+', '/', '=', '&', '?' survive.
-    assert mc_host == "http://AKIAEXAMPLEKEY0001:s3cr3t%2B%2F%3DKey%26with%3Fchars@tidb-minio:9000"
+    # MinIO's root credentials make the bucket (TiCI's own keys may not); the secret key is URL-encoded
+    # so '+', '/', '=', '&', '?' survive.
+    assert mc_host == "http://AKIAEXAMPLEKEY0001:minio-Root-Pw-1234@tidb-minio:9000"
+    model, backend = make_cluster(minio_root_password="r00t+/=Pw&x?y")
+    secret = _find(km.k8s_manifests(model, backend, "minio"), "Secret", "tidb-minio-credentials")
+    assert secret["stringData"]["mc-host"] == "http://AKIAEXAMPLEKEY0001:r00t%2B%2F%3DPw%26x%3Fy@tidb-minio:9000"
 
 
 def test_without_tici_there_is_no_minio_or_tici():
