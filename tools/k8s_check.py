@@ -27,7 +27,9 @@ LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernete
           "app.kubernetes.io/managed-by")
 # Components that keep data and so need a PersistentVolumeClaim template (their component label).
 STATEFUL_COMPONENTS = tuple(kind.name.replace("_", "-") for kind in _topology.KINDS if kind.stateful)
-SECRET_KEY_HINTS = ("secret", "password", "access-key", "access_key")
+# Access keys are not among them: an access key names a user (AWS calls it the access key ID); the
+# secret key is what must stay in a Secret.
+SECRET_KEY_HINTS = ("secret", "password")
 
 
 def load(paths):
@@ -84,7 +86,7 @@ def secret_values(objects):
             parts = urlsplit(value)
             if parts.password:
                 found.update((unquote(parts.username), unquote(parts.password)))
-            found.update(v for k, v in parse_qsl(parts.query) if "key" in k)
+            found.update(v for k, v in parse_qsl(parts.query) if "secret" in k or "password" in k)
     return {value for value in found if len(value) >= 4}
 
 

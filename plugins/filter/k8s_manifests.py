@@ -27,11 +27,13 @@ variables, never values.
 
 from __future__ import annotations
 
+import json
 from urllib.parse import quote
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.tidbops.cluster.plugins.module_utils import _config
 from ansible_collections.tidbops.cluster.plugins.module_utils import _k8s_rollout
+from ansible_collections.tidbops.cluster.plugins.module_utils import _minio
 from ansible_collections.tidbops.cluster.plugins.module_utils import _model
 from ansible_collections.tidbops.cluster.plugins.module_utils import _secrets
 from ansible_collections.tidbops.cluster.plugins.module_utils import _topology as topo
@@ -178,35 +180,71 @@ def _statefulset(cluster, settings, kind, pods, config_objects):
             "metadata": _meta(cluster, settings, kind, _model.object_name(cluster, kind)), "spec": spec}
 
 
-def _bucket_job(cluster, settings):
-    """The Job that creates the TiCI bucket in the cluster: the controller cannot talk S3 to it.
+# Run by the bucket Job when the MinIO role makes TiCI's user (the cluster model's minio_user). It
+# names no secret: mc reads the root alias from MC_HOST_tici and, given no secret key argument and a
+# stdin that is not a terminal, reads the user's secret key from stdin (minio/mc cmd/admin-user-add.go
+# fetchUserKeys). `user add` sets the secret of an existing user again; a second `policy attach` fails
+# (minio/mc#4863), so it runs only when the user does not have the policy. The image's ubi-micro base
+# has a POSIX shell (minio/mc Dockerfile.release runs `chmod` in it) but no grep: case does the match.
+_USER_SCRIPT = """set -eu
+mc mb --ignore-existing "tici/$TICI_BUCKET"
+mc admin policy create tici "$TICI_POLICY" /etc/tidbops/policy.json
+mc admin user add tici "$TICI_ACCESS_KEY" < /etc/tidbops/secret-key
+info=$(mc admin user info tici "$TICI_ACCESS_KEY" --json)
+case "$info" in
+  *"$TICI_POLICY"*) ;;
+  *) mc admin policy attach tici "$TICI_POLICY" --user "$TICI_ACCESS_KEY" ;;
+esac
+"""
 
-    `mc` reads its alias from MC_HOST_<alias> = scheme://key:secret@host:port, from a Secret, so the
-    Job needs no shell and its spec holds no key.
+
+def _bucket_job(cluster, settings):
+    """The Job that creates the TiCI bucket in the cluster (the controller cannot talk S3 to it) and,
+    when the MinIO role makes TiCI's user, the user and its bucket policy (_USER_SCRIPT).
+
+    `mc` reads its alias from MC_HOST_<alias> = scheme://key:secret@host:port, and the user's secret
+    key from a file, both from a Secret, so the Job's spec holds no key. A Job runs once, so when it
+    makes the user its name carries a keyed digest of what it sets: new keys are a new Job.
     """
     name = _model.object_name(cluster, "minio")
     s3 = cluster["s3"]
     scheme, _sep, address = s3["endpoint"].partition("://")
     keys = cluster["bucket_credentials"]
     mc_host = "%s://%s:%s@%s" % (scheme, quote(keys["access_key"], safe=""), quote(keys["secret_key"], safe=""), address.rstrip("/"))
+    data = {"mc-host": mc_host}
+    user = cluster.get("minio_user")
+    job_name = name + "-bucket"
+    if user:
+        data.update({"secret-key": user["secret_key"] + "\n",
+                     "policy.json": json.dumps(_minio.bucket_policy(user["bucket"]), sort_keys=True)})
+        job_name += "-" + _secrets.keyed_digest(cluster["digest_key"], [data, user["access_key"], user["policy_name"], _USER_SCRIPT])[:10]
     secret = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": _meta(cluster, settings, "minio", name + "-credentials"),
-              "stringData": {"mc-host": mc_host}}
+              "stringData": data}
     labels = dict(_labels(cluster, "minio"))
     # The Job's pods must not match the StatefulSet's selector.
     labels["app.kubernetes.io/component"] = "minio-bucket"
+    env = [{"name": "MC_HOST_tici", "valueFrom": {"secretKeyRef": {"name": secret["metadata"]["name"], "key": "mc-host"}}}]
+    container = {
+        "name": "create-bucket",
+        "image": settings["s3_client_image"],
+        "imagePullPolicy": settings["image_pull_policy"],
+        "command": ["mc"],
+        "args": ["mb", "--ignore-existing", "tici/%s" % s3["bucket"]],
+        "env": env,
+        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+    }
+    pod = {"restartPolicy": "OnFailure", "containers": [container]}
+    if user:
+        container.update(name="bucket-and-user", command=["/bin/sh", "-c", _USER_SCRIPT], args=[])
+        env += [{"name": "TICI_BUCKET", "value": user["bucket"]}, {"name": "TICI_POLICY", "value": user["policy_name"]},
+                {"name": "TICI_ACCESS_KEY", "value": user["access_key"]}]
+        container["volumeMounts"] = [{"name": "credentials", "mountPath": "/etc/tidbops", "readOnly": True}]
+        pod["volumes"] = [{"name": "credentials", "secret": {"secretName": secret["metadata"]["name"], "defaultMode": 0o400,
+                                                             "items": [{"key": "secret-key", "path": "secret-key"},
+                                                                       {"key": "policy.json", "path": "policy.json"}]}}]
     job = {
-        "apiVersion": "batch/v1", "kind": "Job", "metadata": _meta(cluster, settings, "minio", name + "-bucket"),
-        "spec": {"backoffLimit": 6, "template": {"metadata": {"labels": labels}, "spec": {
-            "restartPolicy": "OnFailure",
-            "containers": [{
-                "name": "create-bucket",
-                "image": settings["s3_client_image"],
-                "imagePullPolicy": settings["image_pull_policy"],
-                "command": ["mc"],
-                "args": ["mb", "--ignore-existing", "tici/%s" % s3["bucket"]],
-                "env": [{"name": "MC_HOST_tici", "valueFrom": {"secretKeyRef": {"name": secret["metadata"]["name"], "key": "mc-host"}}}],
-                "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
-            }]}}},
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": _meta(cluster, settings, "minio", job_name),
+        "spec": {"backoffLimit": 6, "template": {"metadata": {"labels": labels}, "spec": pod}},
     }
     return [secret, job]
 
@@ -223,7 +261,7 @@ def _account_job(cluster, settings):
 
     The client reads its login and the statements from a Secret, so the Job's spec holds no password;
     the statements are idempotent. A Job runs once, so its name carries a keyed digest of what it
-    does: a new password or account is a new Job, and finished ones go after ttlSecondsAfterFinished.
+    does: a new password or account is a new Job (the finished one stays, as Kubernetes keeps Jobs).
     """
     account = cluster["tici_account"]
     name = _model.object_name(cluster, "tidb")
@@ -242,7 +280,7 @@ def _account_job(cluster, settings):
     labels["app.kubernetes.io/component"] = "tidb-tici-account"  # not the StatefulSet's selector
     job = {
         "apiVersion": "batch/v1", "kind": "Job", "metadata": _meta(cluster, settings, "tidb", "%s-tici-account-%s" % (name, digest)),
-        "spec": {"backoffLimit": 6, "ttlSecondsAfterFinished": 600, "template": {"metadata": {"labels": labels}, "spec": {
+        "spec": {"backoffLimit": 6, "template": {"metadata": {"labels": labels}, "spec": {
             "restartPolicy": "OnFailure",
             "containers": [{
                 "name": "tici-account",

@@ -19,8 +19,8 @@ plain dict that every play, backend and plugin reads:
 * ``processes``: each instance's process spec (_process), which both backends run;
 * ``digest_key``: the key of the digests a spec is compared by (_secrets.keyed_digest), which the
   engine's metadata and the Kubernetes API show;
-* ``minio_user``: the MinIO user TiCI's S3 clients get (tidbops.cluster.minio_user), when the
-  cluster's MinIO makes one;
+* ``minio_user``: the MinIO user TiCI's S3 clients get, when the cluster's MinIO makes one (from the
+  controller with tidbops.cluster.minio_user at ``endpoint``; in the bucket Job where that is None);
 * ``tici_account``: the TiDB account TiCI meta uses, which the tici role creates (least privilege),
   and ``tidb_sql``: where the controller speaks SQL to TiDB;
 * ``problems``: every rule the inventory breaks, all at once, and ``warnings``.
@@ -561,10 +561,11 @@ def _s3(settings, address, instances, members, problems):
         problems.append('tici_s3 must be a mapping with keys %s, got %s' % (', '.join(_config.S3_KEYS), _type_name(user)))
         user = {}
     minio = [instances[host] for host in members['minio']]
-    # The cluster's own MinIO gives TiCI a user of its own (minio_user) where the controller can make
-    # it; the root credentials serve only where it cannot (Kubernetes, with a warning).
+    # The cluster's own MinIO gives TiCI a user of its own (minio_user): the controller makes it, or,
+    # where it cannot reach MinIO (Kubernetes), the bucket Job does. Keys given in tici_s3 are used as
+    # they are.
     keys_given = bool(user.get('access_key') or user.get('secret_key'))
-    own_user = bool(minio) and address.controller_reaches_s3 and not keys_given
+    own_user = bool(minio) and not keys_given
     if own_user:
         defaults = dict(DEFAULT_S3, access_key=settings.get('minio_tici_user'), secret_key=settings.get('minio_tici_password'))
     else:
@@ -589,7 +590,7 @@ def _s3(settings, address, instances, members, problems):
         problems.extend(found)
         return None, None, None
     s3 = _config.s3_settings(s3, 'tici_s3')
-    if own_user and controller_endpoint:
+    if own_user:
         s3_user = {'endpoint': controller_endpoint, 'root_user': settings.get('minio_root_user'),
                    'root_password': settings.get('minio_root_password'), 'access_key': s3['access_key'],
                    'secret_key': s3['secret_key'], 'bucket': s3['bucket'], 'policy_name': 'tidbops-tici-%s' % s3['bucket']}
@@ -687,11 +688,6 @@ def build(settings, inventory):
         'warnings': warnings,
     }
     s3, s3_controller, s3_user = _s3(settings, address, instances, members, problems) if settings['tici_enabled'] else (None, None, None)
-    if settings['tici_enabled'] and members['minio'] and not address.controller_reaches_s3 and not (
-            isinstance(settings.get('tici_s3'), dict) and settings['tici_s3'].get('access_key')):
-        warnings.append("TiCDC, TiCI and TiFlash use MinIO's root credentials: on Kubernetes the MinIO role cannot make "
-                        "TiCI a user of its own yet. Make one limited to the TiCI bucket and give its keys as "
-                        "tici_s3.access_key and tici_s3.secret_key")
     if problems:
         return model
     pd = [instances[host] for host in members['pd']]

@@ -72,6 +72,8 @@ def make_settings(backend=None, **overrides):
                     "access_key": SECRETS["access_key"], "secret_key": SECRETS["secret_key"], "use_path_style": True},
         "minio_root_user": SECRETS["access_key"],
         "minio_root_password": SECRETS["minio_root_password"],
+        "minio_tici_user": "tici",
+        "minio_tici_password": "tici-S3-secret-1",
         "tici_tidb_user": "tici",
         "tici_tidb_password": SECRETS["tici_tidb_password"],
         "changefeed_id": "tici-replication-task",

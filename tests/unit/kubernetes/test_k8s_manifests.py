@@ -2,6 +2,7 @@
 
 import copy
 import importlib.util
+import json
 import os
 import tomllib
 
@@ -202,6 +203,29 @@ def test_minio_bucket_job_needs_no_shell(all_manifests):
     model, backend = make_cluster(minio_root_password="r00t+/=Pw&x?y")
     secret = _find(km.k8s_manifests(model, backend, "minio"), "Secret", "tidb-minio-credentials")
     assert secret["stringData"]["mc-host"] == "http://AKIAEXAMPLEKEY0001:r00t%2B%2F%3DPw%26x%3Fy@tidb-minio:9000"
+
+
+def test_the_bucket_job_makes_ticis_minio_user_without_a_key_in_its_spec():
+    model, backend = make_cluster(tici_s3={}, minio_tici_password="tici+S3/secret=")
+    objects = km.k8s_manifests(model, backend, "minio")
+    job = [o for o in objects if o["kind"] == "Job"][0]
+    assert job["metadata"]["name"].startswith("tidb-minio-bucket-")
+    spec = json.dumps(job)
+    assert "tici+S3/secret=" not in spec and "minio-Root-Pw-1234" not in spec
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"][:2] == ["/bin/sh", "-c"] and "< /etc/tidbops/secret-key" in container["command"][2]
+    assert {e["name"]: e.get("value") for e in container["env"]}["TICI_ACCESS_KEY"] == "tici"
+    secret = _find(objects, "Secret", "tidb-minio-credentials")["stringData"]
+    assert secret["secret-key"] == "tici+S3/secret=\n"
+    resources = [r for st in json.loads(secret["policy.json"])["Statement"] for r in st["Resource"]]
+    assert resources == ["arn:aws:s3:::ticidefaultbucket", "arn:aws:s3:::ticidefaultbucket/*"]
+    # TiCI's clients get the user's keys, not the root credentials.
+    meta_secret = _find(km.k8s_manifests(model, backend, "tici_meta"), "Secret", "tidb-tici-meta-secret")
+    meta = tomllib.loads(meta_secret["stringData"]["tidb-tici-meta-0.tici.toml"])
+    assert (meta["s3"]["access-key"], meta["s3"]["secret-key"]) == ("tici", "tici+S3/secret=")
+    # Other keys: another Job (a Job runs once).
+    other, _backend = make_cluster(tici_s3={}, minio_tici_password="another-S3-secret")
+    assert [o["metadata"]["name"] for o in km.k8s_manifests(other, backend, "minio") if o["kind"] == "Job"] != [job["metadata"]["name"]]
 
 
 def test_without_tici_there_is_no_minio_or_tici():

@@ -174,7 +174,7 @@ def test_s3_defaults_and_the_changefeed_carry_the_flush_interval():
     assert not [f for p in model["processes"].values() for f in p["files"] if p["kind"] != "minio" and SECRET in f["content"]]
 
 
-def test_the_root_credentials_serve_s3_clients_only_when_no_user_can_be_made():
+def test_tici_s3_keys_are_the_users_unless_given_and_root_only_makes_the_bucket():
     # Keys given in tici_s3: no user is made, those keys are used.
     given = ok(tici_s3={"access_key": "mine", "secret_key": "mine-secret"})
     assert given["minio_user"] is None and given["s3"]["access_key"] == "mine"
@@ -183,12 +183,12 @@ def test_the_root_credentials_serve_s3_clients_only_when_no_user_can_be_made():
     assert [p for p in problems if p.startswith("minio_tici_password must have 8 characters")]
     problems = build(minio_tici_user="tidbops")["problems"]
     assert [p for p in problems if p.startswith("minio_tici_user must have 3 characters or more and differ from minio_root_user")]
-    # Kubernetes: the controller cannot reach MinIO's admin API, so root, with a warning.
+    # Kubernetes: the controller cannot reach MinIO's admin API; the same user, made by the bucket Job.
     backend = {"namespace": "db", "kubeconfig": "/k", "render_dir": "", "image_pull_policy": "Never",
                "storage": {name: "1Gi" for name in topo.NAMES}, "resources": {}, "s3_client_image": "mc:1", "sql_client_image": "mysql:1"}
     k8s = ok(backend="kubernetes", backend_settings=backend)
-    assert k8s["minio_user"] is None and k8s["s3"]["access_key"] == "tidbops"
-    assert [w for w in k8s["warnings"] if "MinIO's root credentials" in w]
+    assert k8s["s3"]["access_key"] == "tici" and k8s["minio_user"]["endpoint"] is None
+    assert k8s["bucket_credentials"] == {"access_key": "tidbops", "secret_key": SECRET}
 
 
 def test_a_user_endpoint_is_used_everywhere():
