@@ -71,10 +71,10 @@ def _data_target(info):
     return "/data"
 
 
-def generate(cluster, workdir, bucket_cmd, changefeed_cmd):
+def generate(cluster, workdir, one_shots):
     """Write <workdir>/docker-compose.yml for the running `cluster`. Returns its path.
 
-    bucket_cmd and changefeed_cmd are shell commands for the one-shot services (run in the same image).
+    one_shots maps each one-shot service of graph.ONE_SHOT to its shell command (run in the same image).
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -92,10 +92,10 @@ def generate(cluster, workdir, bucket_cmd, changefeed_cmd):
         services[host] = service
         by_kind.setdefault(kind, []).append(host)
         image = image or service["image"]
-    for name, command in (("bucket", bucket_cmd), ("changefeed", changefeed_cmd)):
+    for name, command in one_shots.items():
         services[name] = {"image": image, "entrypoint": ["/bin/sh", "-c"], "command": [command],
                           "network_mode": "host", "restart": "on-failure"}
-    by_kind["bucket"], by_kind["changefeed"] = ["bucket"], ["changefeed"]
+        by_kind[name] = [name]
     for kind, needs in graph.DEPENDS.items():
         for name in by_kind.get(kind, []):
             depends = {}

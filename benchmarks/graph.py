@@ -5,8 +5,9 @@
 A step may start only when everything it needs is ready:
 
     PD -> TiKV -> TiDB -> TiCI meta -> TiCI worker -> TiFlash
+                  TiDB -> TiCI's account -> TiCI meta
           TiKV -> TiCDC -> changefeed
-    MinIO -> bucket -> changefeed
+    MinIO -> bucket (and TiCI's MinIO user) -> changefeed
              bucket -> TiCI meta
 
 Instances of one component start together, so the topology size does not change the floor.
@@ -21,12 +22,13 @@ DEPENDS = {
     "bucket": ["minio"],
     "ticdc": ["tikv"],
     "changefeed": ["ticdc", "bucket"],
-    "tici_meta": ["tidb", "bucket"],
+    "account": ["tidb"],
+    "tici_meta": ["tidb", "bucket", "account"],
     "tici_worker": ["tici_meta"],
     "tiflash": ["tici_worker"],
 }
 # Steps that are requests, not containers: they cost no start delay and no container start.
-ONE_SHOT = {"bucket", "changefeed"}
+ONE_SHOT = {"bucket", "changefeed", "account"}
 
 # The benchmark's fixed simulator start delays (seconds), per component kind.
 START_DELAYS = {"pd": 2, "tikv": 3, "tidb": 2, "minio": 1, "ticdc": 2, "tici_meta": 2, "tici_worker": 1, "tiflash": 3}

@@ -168,32 +168,70 @@ def changefeed_requests(run):
 
 # ---------------------------------------------------------------- the peer
 
+# What the MinIO role and the tici role do for TiCI's credentials, with the clients in the simulator
+# image's venv (minio-py, PyMySQL), so the peer does the same work.
+_MINIO_USER = """import json, sys
+from minio.credentials import StaticProvider
+from minio.minioadmin import MinioAdmin
+endpoint, root, password, user, secret, policy, name = sys.argv[1:8]
+admin = MinioAdmin(endpoint=endpoint, credentials=StaticProvider(root, password), region='us-east-1', secure=False)
+admin.policy_add(name, policy=json.loads(policy))
+admin.user_add(user, secret)
+if name not in (json.loads(admin.user_info(user)).get('policyName') or '').split(','):
+    admin.attach_policy([name], user=user)
+"""
+_TIDB_ACCOUNT = """import sys, pymysql
+port, user, password = sys.argv[1:4]
+cursor = pymysql.connect(host='127.0.0.1', port=int(port), user='root', password='', autocommit=True).cursor()
+cursor.execute("CREATE USER IF NOT EXISTS %s@'%%' IDENTIFIED BY %s", (user, password))
+cursor.execute("ALTER USER %s@'%%' IDENTIFIED BY %s", (user, password))
+cursor.execute("GRANT ALL PRIVILEGES ON `tici`.* TO %s@'%%'", (user,))
+"""
+
+
+SIM_PYTHON = "/opt/tidbsim/venv/bin/python"
+
+
+def _argv(args):
+    return " ".join(shlex.quote(arg) for arg in args)
+
+
 def compose_commands(cluster):
-    """Shell commands of the bucket and changefeed one-shots, with the settings site.yml used."""
+    """Shell commands of the one-shots (bucket and TiCI's MinIO user, TiCI's TiDB account, changefeed),
+    with the settings and generated secrets site.yml used."""
     sys.path.insert(0, str(harness.collections_path()))
     from ansible_collections.tidbops.cluster.plugins.filter.tidb_config import tici_sink_uri  # pylint: disable=import-outside-toplevel
+    from ansible_collections.tidbops.cluster.plugins.module_utils._minio import bucket_policy  # pylint: disable=import-outside-toplevel
 
     minio = cluster.instances("minio")[0][2]
     cdc = cluster.instances("ticdc")[0][2]
+    tidb = cluster.instances("tidb")[0][2]
     user = cluster.group_vars["minio_root_user"]
     password = cluster.group_vars["minio_root_password"]
+    s3_user = cluster.group_vars.get("minio_tici_user", "tici")
+    s3_secret = (cluster.state_dir / "minio_tici_password").read_text(encoding="utf-8").strip()
+    tidb_user = cluster.group_vars.get("tici_tidb_user", "tici")
+    tidb_password = (cluster.state_dir / "tici_tidb_password").read_text(encoding="utf-8").strip()
     bucket = "ticidefaultbucket"
     endpoint = f"http://127.0.0.1:{minio['port']}"
     s3 = {"endpoint": endpoint, "bucket": bucket, "prefix": "tici_default_prefix", "region": "us-east-1",
-          "access_key": user, "secret_key": password, "use_path_style": True}
+          "access_key": s3_user, "secret_key": s3_secret, "use_path_style": True}
     # $$: compose would otherwise interpolate the shell variable.
     bucket_cmd = (f"code=$$(curl -sS -o /dev/null -w '%{{http_code}}' -X PUT --user {shlex.quote(user + ':' + password)}"
-                  f" --aws-sigv4 aws:amz:us-east-1:s3 {endpoint}/{bucket}) && [ $$code = 200 -o $$code = 409 ]")
+                  f" --aws-sigv4 aws:amz:us-east-1:s3 {endpoint}/{bucket}) && [ $$code = 200 -o $$code = 409 ] && "
+                  + _argv([SIM_PYTHON, "-c", _MINIO_USER, f"127.0.0.1:{minio['port']}", user, password, s3_user, s3_secret,
+                           json.dumps(bucket_policy(bucket)), f"tidbops-tici-{bucket}"]))
+    account_cmd = _argv([SIM_PYTHON, "-c", _TIDB_ACCOUNT, str(tidb["port"]), tidb_user, tidb_password])
     body = json.dumps({"changefeed_id": cluster.group_vars.get("tici_changefeed_id", "tici-replication-task"),
                        "sink_uri": tici_sink_uri(s3),
                        "replica_config": {"sink": {"protocol": "canal-json", "date_separator": "none"}}})
     changefeed_cmd = (f"curl -fsS -X POST -H 'Content-Type: application/json' -d {shlex.quote(body.replace('$', '$$'))}"
                       f" http://127.0.0.1:{cdc['port']}/api/v2/changefeeds")
-    return bucket_cmd, changefeed_cmd
+    return {"bucket": bucket_cmd, "account": account_cmd.replace("$", "$$"), "changefeed": changefeed_cmd}
 
 
 def bench_compose(cluster, reps, workdir):
-    path = compose.generate(cluster, workdir, *compose_commands(cluster))
+    path = compose.generate(cluster, workdir, compose_commands(cluster))
     cluster.destroy()  # same ports: the peer runs alone
     peer = compose.Compose(path, f"{cluster.name}peer")
     times = []
