@@ -18,6 +18,8 @@ container specs, the files an engine host renders, the engine's listing, and eac
   image_id, labels}} from community.docker.docker_host_info or containers.podman.podman_container_info.
 * ``image_ids(images, references)``: {reference: image ID} of the references an image listing
   (community.docker.docker_image_info, containers.podman.podman_image_info) holds.
+* ``tls_switched(specs, state, names)``: the instances whose container runs with the other TLS
+  setting (``tidbops.tls`` label), which cannot be switched one instance at a time.
 * ``container_plan(spec, info, files_changed, image_id)``: create, update, restart or none. The image
   counts by its ID: a container is replaced when the ID its reference resolves to now differs from
   the one it runs (a new version, or a tag that was pulled again), never silently by the engine.
@@ -28,6 +30,7 @@ from __future__ import annotations
 from ansible.errors import AnsibleFilterError
 from ansible_collections.tidbops.cluster.plugins.module_utils import _config, _process, _secrets
 
+TLS_LABEL = 'tidbops.tls'
 ABSENT = {'exists': False, 'running': False, 'status': 'absent', 'image': '', 'image_id': '', 'labels': {}}
 HASH_LABEL = 'tidbops.spec-hash'
 
@@ -69,6 +72,9 @@ def container_specs(cluster, settings):
         # volume name becomes a named volume (created with the container on Docker, labels included).
         spec['file_mounts'] = ['%s/%s:%s:ro' % (spec['config_dir'], f['name'], f['target']) for f in process['files']]
         spec['hash'] = _secrets.keyed_digest(cluster['digest_key'], spec)
+        # Whether the instance talks TLS, outside the hash (containers made before this label keep
+        # their hash): prepare.yml refuses to switch it on a running cluster (tls_switched).
+        spec['labels'][TLS_LABEL] = 'on' if (cluster.get('tls') or {}).get('enabled') else 'off'
         # PD's first-start flags are outside the hash: which of them a member gets depends on the
         # cluster at the time it is created, and it ignores them once it has data (container_command).
         spec['membership'] = process.get('membership')
@@ -145,6 +151,18 @@ def image_ids(images, references):
     return found
 
 
+def tls_switched(specs, state, names):
+    """The instances among ``names`` whose container exists with the other TLS setting than their
+    spec's (a container without the label predates it and runs without TLS)."""
+    switched = []
+    for host in names or []:
+        spec = specs.get(host)
+        info = (state or {}).get(spec['name']) if spec else None
+        if info and info.get('exists') and (info.get('labels') or {}).get(TLS_LABEL, 'off') != spec['labels'][TLS_LABEL]:
+            switched.append(host)
+    return switched
+
+
 def container_plan(spec, info, files_changed=False, image_id=None):
     """create (none yet), update (it differs from its spec, runs another image ID, or is not running),
     restart (it matches, but a mounted file had to be rendered again) or none."""
@@ -165,4 +183,5 @@ class FilterModule:
 
     def filters(self):
         return {'container_specs': container_specs, 'container_command': container_command, 'container_files': container_files,
-                'container_listing': container_listing, 'container_plan': container_plan, 'image_ids': image_ids}
+                'container_listing': container_listing, 'container_plan': container_plan, 'image_ids': image_ids,
+                'tls_switched': tls_switched}

@@ -17,6 +17,9 @@ plain dict that every play, backend and plugin reads:
   S3 settings with their defaults, the changefeed TiCI reads;
 * ``gates``: the arguments of each kind's readiness gate (tidbops.cluster.component_ready);
 * ``processes``: each instance's process spec (_process), which both backends run;
+* ``tls``: TLS between components (``enabled``; when on, the controller's files and the certificate
+  ``plan`` that roles/_common tasks/tls.yml makes or checks, and whether their PEM ``material`` was
+  given, which the process specs need);
 * ``digest_key``: the key of the digests a spec is compared by (_secrets.keyed_digest), which the
   engine's metadata and the Kubernetes API show;
 * ``minio_user``: the MinIO user TiCI's S3 clients get, when the cluster's MinIO makes one (from the
@@ -40,6 +43,7 @@ from ansible_collections.tidbops.cluster.plugins.module_utils import _config
 from ansible_collections.tidbops.cluster.plugins.module_utils import _images
 from ansible_collections.tidbops.cluster.plugins.module_utils import _process
 from ansible_collections.tidbops.cluster.plugins.module_utils import _secrets
+from ansible_collections.tidbops.cluster.plugins.module_utils import _tls
 from ansible_collections.tidbops.cluster.plugins.module_utils import _topology as topo
 
 DEFAULT_S3 = {'bucket': 'ticidefaultbucket', 'prefix': 'tici_default_prefix', 'region': 'us-east-1', 'use_path_style': True}
@@ -179,8 +183,16 @@ def addressing(settings):
 _host_port = _process.host_port
 
 
-def _url(host, port):
-    return 'http://' + _host_port(host, port)
+def _url(host, port, scheme='http'):
+    return '%s://%s' % (scheme, _host_port(host, port))
+
+
+# Kinds that speak TLS when tidb_tls_enabled is on (operations.md section 6: TiUP configures these).
+TLS_KINDS = tuple(_tls.ROLES)
+
+
+def _scheme(settings, kind):
+    return 'https' if (settings.get('tls') or {}).get('enabled') and kind in TLS_KINDS else 'http'
 
 
 def _is_port(value):
@@ -228,7 +240,7 @@ def _instance(settings, address, kind, host, host_vars, index, problems):
         data_dir = ''
     record['data_source'] = data_dir or '%s-data' % container_name(settings, host)
     if _is_port(ports[kind.http_port]):
-        record['url'] = _url(record['access_host'], ports[kind.http_port])
+        record['url'] = _url(record['access_host'], ports[kind.http_port], _scheme(settings, kind.name))
     if _is_port(ports[kind.ports[0].name]):
         record['addr'] = _host_port(record['advertise_host'], ports[kind.ports[0].name])
     return record
@@ -476,6 +488,59 @@ def _tici_setting_problems(settings, members):
     return problems
 
 
+def _tls_problems(settings):
+    tls = settings.get('tls') or {}
+    if not tls.get('enabled'):
+        return []
+    problems = []
+    directory = tls.get('dir')
+    if not isinstance(directory, str) or not directory.startswith('/'):
+        problems.append('tidb_tls_dir must be an absolute path on the controller (~ is expanded), got %r' % (directory,))
+    if settings['tici_enabled']:
+        # tici.md sections 4 and 13, operations.md section 6: neither TiUP (feature/fts tici_*.go) nor
+        # tidb-operator (tici_member_manager.go passes --pd-addr only) gives TiCI any TLS setting, and
+        # its TiCI source is not public. TiCI dials PD in clear text, which a PD with
+        # security.cacert-path refuses, so such a cluster cannot work.
+        problems.append('tidb_tls_enabled cannot be combined with tici_enabled: TiCI has no TLS settings that TiUP, '
+                        'tidb-operator or any public source shows, and it dials PD in clear text, which PD refuses once '
+                        'TLS is on. Set tici_enabled: false for a TLS cluster, or keep TLS off')
+    if settings.get('backend') == 'kubernetes':
+        problems.append('tidb_tls_enabled is not supported with tidb_backend kubernetes yet: the gates reach pods through '
+                        "the API server's proxy, which presents no client certificate, and every component requires one "
+                        'once TLS is on')
+    return problems
+
+
+def _tls_names(settings, address, record):
+    """Every name an instance is dialled by, for its certificate's SANs."""
+    names = [record['advertise_host'], record['access_host']]
+    if record.get('publish_host') not in (None,) + UNSPECIFIED:
+        names.append(record['publish_host'])
+    if isinstance(address, Kubernetes):
+        service = object_name(settings, record['kind'])
+        names += [service, '%s.%s' % (service, address.namespace), '%s.%s.svc' % (service, address.namespace)]
+    return [name for name in names if name not in UNSPECIFIED]
+
+
+def _tls_model(settings, address, instances, problems):
+    """The model's ``tls``: {enabled: false}, or the controller's files and the certificate plan."""
+    tls = settings.get('tls') or {}
+    if not tls.get('enabled'):
+        return {'enabled': False}
+    needed = dict((name, {'kind': record['kind'], 'names': _tls_names(settings, address, record)})
+                  for name, record in instances.items() if record['deployed'] and record['kind'] in TLS_KINDS)
+    certificates = _tls.plan(tls['dir'], settings['cluster_name'], needed)
+    material = tls.get('material')
+    if material is not None:
+        missing = [item['name'] for item in certificates
+                   if not (material.get('certificates') or {}).get(item['name'], {}).get('cert')
+                   or not material['certificates'][item['name']].get('key')]
+        if missing or not material.get('ca'):
+            problems.append('TLS files missing from tidb_tls_dir %s: %s'
+                            % (tls['dir'], ', '.join((['ca.crt'] if not material.get('ca') else []) + missing)))
+    return dict(_tls.paths(tls['dir']), enabled=True, certificates=certificates, ready=material is not None)
+
+
 def _digest_key_problems(settings):
     key = settings.get('digest_key')
     if isinstance(key, str) and len(key) >= _secrets.DIGEST_KEY_MIN_LENGTH:
@@ -631,7 +696,7 @@ def _cluster_service(address, settings, kind, instances, members):
     if not records or 'url' not in records[0]:
         return None
     if isinstance(address, Kubernetes):
-        return _url(object_name(settings, kind), records[0]['ports'][topo.kind(kind).http_port])
+        return _url(object_name(settings, kind), records[0]['ports'][topo.kind(kind).http_port], _scheme(settings, kind))
     return records[0]['url']
 
 
@@ -666,6 +731,7 @@ def build(settings, inventory):
     problems += _server_config_problems(settings, instances, members)
     problems += _tici_setting_problems(settings, members)
     problems += _digest_key_problems(settings)
+    problems += _tls_problems(settings)
     restart_kinds = _restart_kinds(settings, deployed_kinds, problems)
 
     model = {
@@ -680,13 +746,18 @@ def build(settings, inventory):
         'restart_kinds': restart_kinds,
         'instances': instances,
         'members': members,
-        'transport': address.transport,
+        'transport': dict(address.transport),
         # Render mode (tidb_k8s_render_dir) writes manifests and talks to no cluster: nothing to gate.
         'live': not (settings.get('backend') == 'kubernetes' and (settings.get('backend_settings') or {}).get('render_dir')),
         'digest_key': settings.get('digest_key'),
         'problems': problems,
         'warnings': warnings,
     }
+    model['tls'] = _tls_model(settings, address, instances, problems) if not problems else {'enabled': False}
+    if model['tls']['enabled']:
+        # Every module that talks to the components (doc fragment connection) gets the client certificate.
+        model['transport'].update(ca_cert=model['tls']['ca_cert'], client_cert=model['tls']['client_cert'],
+                                  client_key=model['tls']['client_key'])
     s3, s3_controller, s3_user = _s3(settings, address, instances, members, problems) if settings['tici_enabled'] else (None, None, None)
     if problems:
         return model
@@ -695,9 +766,10 @@ def build(settings, inventory):
     pd_endpoint = _cluster_service(address, settings, 'pd', instances, members)
     model.update({
         'pd_addrs': pd_addrs,
-        'pd_urls': ['http://' + addr for addr in pd_addrs],
+        'pd_urls': ['%s://%s' % (_scheme(settings, 'pd'), addr) for addr in pd_addrs],
         'pd_endpoint': pd_endpoint,
-        'initial_cluster': ','.join('%s=%s' % (record['pd_name'], _url(record['advertise_host'], record['ports']['peer_port']))
+        'initial_cluster': ','.join('%s=%s' % (record['pd_name'], _url(record['advertise_host'], record['ports']['peer_port'],
+                                                                       _scheme(settings, 'pd')))
                                     for record in pd),
         'tidb_addrs': address.peers('tidb', [instances[h] for h in members['tidb']], 'port'),
         'tidb_status_addrs': address.peers('tidb', [instances[h] for h in members['tidb']], 'status_port'),
@@ -728,7 +800,9 @@ def build(settings, inventory):
     model['image_sources'] = dict((kind, _images.source(settings, kind)) for kind in deployed_kinds)
     model['processes'] = {}
     for name, record in instances.items():
-        if not record['deployed'] or problems:
+        # With TLS, the specs need the certificates, which the controller makes from this model's
+        # plan first (roles/_common tasks/tls.yml builds the model again with them).
+        if not record['deployed'] or problems or (model['tls']['enabled'] and not model['tls']['ready']):
             continue
         try:
             model['processes'][name] = _process.spec(model, settings, record)

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from ansible_collections.tidbops.cluster.plugins.filter.container import container_listing, container_plan, image_ids
+from ansible_collections.tidbops.cluster.plugins.filter.container import container_listing, container_plan, image_ids, tls_switched
 
 SPEC = {'hash': 'h1', 'image': 'localhost/tidbsim:0.1.0'}
 
@@ -45,3 +45,14 @@ def test_the_plan_compares_image_ids():
     assert container_plan(SPEC, running(), True, 'sha256:aaa') == 'restart'
     # Unknown (check mode before a pull): the spec hash decides alone.
     assert container_plan(SPEC, running(), False, '') == 'none'
+
+
+def test_tls_switched_names_containers_made_with_the_other_setting():
+    specs = dict((host, {'name': 'c-' + host, 'labels': {'tidbops.tls': 'on'}}) for host in ('pd0', 'tikv0', 'tidb0', 'new0'))
+    state = {'c-pd0': {'exists': True, 'labels': {'tidbops.tls': 'on'}},
+             'c-tikv0': {'exists': True, 'labels': {'tidbops.tls': 'off'}},
+             'c-tidb0': {'exists': True, 'labels': {}}}  # made before the label: without TLS
+    assert tls_switched(specs, state, ['pd0', 'tikv0', 'tidb0', 'new0']) == ['tikv0', 'tidb0']
+    for spec in specs.values():
+        spec['labels']['tidbops.tls'] = 'off'
+    assert tls_switched(specs, state, ['pd0', 'tikv0', 'tidb0', 'new0']) == ['pd0']
