@@ -1,0 +1,136 @@
+"""TLS between components (tidb_tls_enabled): a cluster deployed with it converges and re-runs with
+nothing changed; every HTTP port of PD, TiKV, TiDB, TiFlash and TiCDC refuses plain HTTP and
+HTTPS without a client certificate, and answers curl with the client certificate the controller
+made; switching TLS off on the running cluster is refused before anything changes.
+
+The cluster has no TiCI (nor MinIO, which only runs with it): TiCI has no TLS settings and the model
+refuses the combination (test_tls.py in the unit tests).
+"""
+
+import http.client
+import os
+import socket
+import ssl
+import stat
+import subprocess
+import urllib.error
+import urllib.request
+
+import pytest
+
+import harness  # pylint: disable=import-error  # benchmarks/, put on sys.path by conftest.py
+
+pytestmark = pytest.mark.integration
+
+GROUPS = ("pd_servers", "tikv_servers", "tidb_servers", "tiflash_servers", "cdc_servers")
+TLS_VARS = {"tidb_tls_enabled": True, "tici_enabled": False}
+# (kind, port variable, path): the HTTP API each gate reads.
+HTTP_PORTS = (("pd", "client_port", "/pd/api/v1/health"), ("tikv", "status_port", "/status"), ("tidb", "status_port", "/status"),
+              ("tiflash", "flash_proxy_status_port", "/tiflash/readyz"), ("ticdc", "port", "/status"))
+
+
+@pytest.fixture(scope="module")
+def tls_cluster(make_module_cluster):
+    cluster = make_module_cluster("local", groups=GROUPS, group_vars=TLS_VARS)
+    first = cluster.site()
+    second = cluster.site() if first.rc == 0 else None
+    return cluster, first, second
+
+
+def _tls_dir(cluster):
+    return cluster.state_dir / "tls"
+
+
+def _ports(cluster):
+    return [(kind, harness_vars[port], path) for kind, port, path in HTTP_PORTS for _host, _kind, harness_vars in cluster.instances(kind)]
+
+
+def test_tls_cluster_converges_and_reruns_unchanged(tls_cluster):
+    _cluster, first, second = tls_cluster
+    assert first.rc == 0, f"site.yml failed with TLS:\n{first.stdout[-4000:]}"
+    assert set(first.gate_ends()) == {"pd", "tikv", "tidb", "tiflash", "ticdc"}, sorted(first.gate_ends())
+    assert second.rc == 0 and second.changed == 0, f"the second run changed {second.changed}:\n{second.stdout[-3000:]}"
+
+
+def test_certificates_on_the_controller(tls_cluster):
+    cluster, first, _second = tls_cluster
+    assert first.rc == 0
+    tls = _tls_dir(cluster)
+    assert stat.S_IMODE(os.stat(tls).st_mode) == 0o700
+    for name in ("ca.pem", "client.pem") + tuple("instances/%s.pem" % host for host, _k, _v in cluster.instances()):
+        assert stat.S_IMODE(os.stat(tls / name).st_mode) == 0o600, name
+    subject = subprocess.run(["openssl", "x509", "-in", str(tls / "client.crt"), "-noout", "-subject"], check=True,
+                             capture_output=True, text=True).stdout
+    assert f"CN = {cluster.name}-client" in subject
+
+
+def _plain(port, path):
+    """What a plain HTTP request gets: ('status', code, body) or ('closed', error)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as reply:  # nosec: loopback
+            return ("status", reply.status, reply.read()[:200])
+    except urllib.error.HTTPError as error:
+        return ("status", error.code, error.read()[:200])
+    except (urllib.error.URLError, ConnectionError, socket.timeout, http.client.HTTPException) as error:
+        return ("closed", repr(error))
+
+
+def test_plain_http_is_refused_everywhere(tls_cluster):
+    cluster, first, _second = tls_cluster
+    assert first.rc == 0
+    for kind, port, path in _ports(cluster):
+        answer = _plain(port, path)
+        # Go's servers answer a plain request on a TLS port with 400 "Client sent an HTTP request to an
+        # HTTPS server"; others close the connection. Never a 2xx.
+        assert answer[0] == "closed" or answer[1] == 400, f"{kind} on {port} answered plain HTTP: {answer}"
+
+
+def test_https_needs_a_client_certificate(tls_cluster):
+    cluster, first, _second = tls_cluster
+    assert first.rc == 0
+    tls = _tls_dir(cluster)
+    no_cert = ssl.create_default_context(cafile=str(tls / "ca.crt"))
+    with_cert = ssl.create_default_context(cafile=str(tls / "ca.crt"))
+    with_cert.load_cert_chain(str(tls / "client.crt"), str(tls / "client.pem"))
+    for kind, port, path in _ports(cluster):
+        with pytest.raises((ssl.SSLError, ConnectionError, urllib.error.URLError)):
+            urllib.request.urlopen(f"https://127.0.0.1:{port}{path}", timeout=5, context=no_cert).read()  # nosec: loopback
+        with urllib.request.urlopen(f"https://localhost:{port}{path}", timeout=5, context=with_cert) as reply:  # nosec: loopback
+            assert reply.status == 200, (kind, port)
+
+
+def test_curl_with_the_client_certificate(tls_cluster):
+    """As a user would, with the files the controller keeps: the issue's own check."""
+    cluster, first, _second = tls_cluster
+    assert first.rc == 0
+    tls = _tls_dir(cluster)
+    _host, _kind, pd_vars = cluster.instances("pd")[0]
+    url = f"https://127.0.0.1:{pd_vars['client_port']}/pd/api/v1/health"
+    base = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", "--cacert", str(tls / "ca.crt")]
+    good = subprocess.run(base + ["--cert", str(tls / "client.crt"), "--key", str(tls / "client.pem"), url],
+                          capture_output=True, text=True, check=False)
+    assert good.returncode == 0 and good.stdout == "200", (good.stdout, good.stderr)
+    bad = subprocess.run(base + [url], capture_output=True, text=True, check=False)
+    assert bad.returncode != 0 or bad.stdout != "200", "PD answered HTTPS without a client certificate"
+
+
+def test_no_private_key_in_engine_metadata(tls_cluster):
+    cluster, first, _second = tls_cluster
+    assert first.rc == 0
+    keys = [path.read_text() for path in (_tls_dir(cluster) / "instances").glob("*.pem")]
+    bodies = [line for key in keys for line in key.splitlines() if line and not line.startswith("-----")]
+    infos = harness.docker_inspect(harness.docker_names(cluster.name))
+    assert infos and all(info["Config"]["Labels"].get("tidbops.tls") == "on" for info in infos)
+    text = repr(infos)
+    assert not [line for line in bodies if line in text], "a private key line is in docker inspect"
+
+
+def test_switching_tls_off_is_refused_before_any_change(tls_cluster):
+    cluster, first, _second = tls_cluster
+    assert first.rc == 0
+    before = {info["Name"]: (info["Id"], info["State"]["StartedAt"]) for info in harness.docker_inspect(harness.docker_names(cluster.name))}
+    run = cluster.site({"tidb_tls_enabled": False})
+    assert run.rc != 0 and "Switching TLS on a deployed cluster is not supported" in run.stdout, run.stdout[-3000:]
+    assert run.changed == 0, "something changed before the refusal"
+    after = {info["Name"]: (info["Id"], info["State"]["StartedAt"]) for info in harness.docker_inspect(harness.docker_names(cluster.name))}
+    assert after == before
