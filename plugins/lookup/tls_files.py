@@ -26,6 +26,17 @@ options:
     type: str
     choices: [stale, material]
     default: stale
+  placeholder:
+    description:
+      - With O(want=material), the text that stands for a certificate or key still to be issued (check mode), and for a
+        CA still to be made; the certificates in O(stale) read as it. Empty reads the files as they are.
+    type: str
+    default: ''
+  stale:
+    description: With O(placeholder), the names of the certificates still to be issued.
+    type: list
+    elements: str
+    default: []
 '''
 
 EXAMPLES = r'''
@@ -61,5 +72,6 @@ class LookupModule(LookupBase):
             if want == 'stale':
                 found.append(_tls.stale(tls['certificates'], tls['dir']))
             else:
-                found.append(_tls.material(tls['certificates'], tls['dir']))
+                found.append(_tls.material(tls['certificates'], tls['dir'], self.get_option('placeholder') or None,
+                                           self.get_option('stale')))
         return found

@@ -178,13 +178,20 @@ def stale(certificates, directory, now=None):
     return {'ca': None, 'certificates': issue, 'problems': problems}
 
 
-def material(certificates, directory):
-    """{ca: PEM, certificates: {name: {cert, key}}} read from the files (None for a file that is missing)."""
-    def text(path):
+def material(certificates, directory, placeholder=None, stale_names=()):
+    """{ca: PEM, certificates: {name: {cert, key}}} read from the files (None for a file that is missing).
+
+    With ``placeholder`` (check mode), the certificates in ``stale_names`` and a CA still to be made
+    read as that text instead: a run without --check issues them, and a diff shows that they change.
+    """
+    def text(path, name=None):
+        if placeholder and (name in stale_names or (name is None and not os.path.exists(path))):
+            return placeholder
         data = _read(path)
         return data.decode('ascii') if data is not None else None
     return {'ca': text(paths(directory)['ca_cert']),
-            'certificates': dict((item['name'], {'cert': text(item['cert']), 'key': text(item['key'])}) for item in certificates)}
+            'certificates': dict((item['name'], {'cert': text(item['cert'], item['name']), 'key': text(item['key'], item['name'])})
+                                 for item in certificates)}
 
 
 def common_name(cert_pem):

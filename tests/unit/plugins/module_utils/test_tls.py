@@ -231,3 +231,16 @@ def test_an_expiring_ca_is_reported(tmp_path, days, expected):
 def test_inventory_helper_is_the_models():
     # The TLS tests build their models with test_model's helpers: keep them honest.
     assert _model.build(settings(tici_enabled=False), inventory(groups=PLAIN, host_vars=PORTS))["problems"] == []
+
+
+def test_check_mode_material_marks_what_a_real_run_would_issue(tmp_path):
+    plan = _plan(tmp_path)
+    empty = _tls.material(plan, str(tmp_path), "(later)", [item["name"] for item in plan])
+    assert empty["ca"] == "(later)" and set(v["cert"] for v in empty["certificates"].values()) == {"(later)"}
+    model = tls_model(tmp_path, empty)
+    assert model["problems"] == [] and model["processes"]["pd0"]["files"][-1]["content"] == "(later)"
+    _issue_all(tmp_path, plan, _ca())
+    some = _tls.material(plan, str(tmp_path), "(later)", ["tikv0"])
+    assert some["certificates"]["tikv0"] == {"cert": "(later)", "key": "(later)"}
+    assert some["ca"].startswith("-----BEGIN CERTIFICATE") and some["certificates"]["pd0"]["key"].startswith("-----BEGIN")
+    assert _tls.material(plan, str(tmp_path)) == _tls.material(plan, str(tmp_path), None, ["tikv0"])
