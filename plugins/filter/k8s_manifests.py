@@ -104,14 +104,16 @@ def _services(cluster, settings, kind, ports):
     return [peer, client]
 
 
-def _probe(settings, kind, ports):
-    """The registry's probe: an HTTP GET where it names a path, a TCP check otherwise."""
+def _probe(settings, kind, ports, tls):
+    """The registry's probe: an HTTP GET where it names a path, a TCP check otherwise. With TLS the
+    components require a client certificate, which the kubelet's HTTPS probe never presents: a TCP
+    check then."""
     if kind == "tiflash" and settings.get("tiflash_probe"):
         handler = dict(settings["tiflash_probe"])
     else:
         port_name, path = topo.kind(kind).probe
         port = dict((item["name"], item["port"]) for item in ports)[port_name]
-        handler = {"httpGet": {"path": path, "port": port, "scheme": "HTTP"}} if path else {"tcpSocket": {"port": port}}
+        handler = {"httpGet": {"path": path, "port": port, "scheme": "HTTP"}} if path and not tls else {"tcpSocket": {"port": port}}
     handler.update({"initialDelaySeconds": 5, "periodSeconds": 5, "timeoutSeconds": 3, "failureThreshold": 3})
     return handler
 
@@ -151,7 +153,7 @@ def _statefulset(cluster, settings, kind, pods, config_objects):
         "args": template["command"],
         "env": env,
         "ports": [{"name": port["label"], "containerPort": port["port"], "protocol": "TCP"} for port in process["ports"]],
-        "readinessProbe": _probe(settings, kind, process["ports"]),
+        "readinessProbe": _probe(settings, kind, process["ports"], (cluster.get("tls") or {}).get("enabled") and kind in _model.TLS_KINDS),
         "resources": _resources(settings, kind),
         "volumeMounts": mounts,
     }

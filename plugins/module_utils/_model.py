@@ -504,10 +504,11 @@ def _tls_problems(settings):
         problems.append('tidb_tls_enabled cannot be combined with tici_enabled: TiCI has no TLS settings that TiUP, '
                         'tidb-operator or any public source shows, and it dials PD in clear text, which PD refuses once '
                         'TLS is on. Set tici_enabled: false for a TLS cluster, or keep TLS off')
-    if settings.get('backend') == 'kubernetes':
-        problems.append('tidb_tls_enabled is not supported with tidb_backend kubernetes yet: the gates reach pods through '
-                        "the API server's proxy, which presents no client certificate, and every component requires one "
-                        'once TLS is on')
+    if settings.get('backend') == 'kubernetes' and not (settings.get('backend_settings') or {}).get('render_dir'):
+        # Rendering (tidb_k8s_render_dir) gates nothing, so it works: the certificates are Secrets.
+        problems.append('tidb_tls_enabled works with tidb_backend kubernetes only to render manifests (tidb_k8s_render_dir) '
+                        "for now: the gates reach pods through the API server's proxy, which presents no client "
+                        'certificate, and every component requires one once TLS is on')
     return problems
 
 

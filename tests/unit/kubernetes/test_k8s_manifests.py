@@ -358,3 +358,49 @@ def test_pod_replacement_filter_checks_its_input():
         km.k8s_pod_replacement({"kind": "Pod"}, [], "tidb-pd-0")
     with pytest.raises(km.AnsibleFilterError, match="not a pod of the StatefulSet tidb-pd"):
         km.k8s_pod_replacement(statefulset, [], "tidb-tikv-0")
+
+
+def _tls_cluster(tmp_path, render_dir="/tmp/rendered"):
+    from ansible_collections.tidbops.cluster.plugins.module_utils import _tls  # pylint: disable=import-outside-toplevel
+    backend = make_backend(render_dir=render_dir)
+    tls = {"enabled": True, "dir": str(tmp_path), "material": None}
+    model, _backend = make_cluster(backend=backend, tici_enabled=False, tici_s3={}, tls=tls)
+    if model["problems"]:
+        return model, backend
+    plan = model["tls"]["certificates"]
+    # Placeholder PEM text: the manifests only carry it (the unit tests of _tls check real certificates).
+    tls["material"] = _tls.material(plan, str(tmp_path), "PEM of the test", [item["name"] for item in plan])
+    model, _backend = make_cluster(backend=backend, tici_enabled=False, tici_s3={}, tls=tls)
+    return model, backend
+
+
+def test_tls_is_rendered_as_secrets_and_mounted_where_containers_have_it(tmp_path):
+    model, backend = _tls_cluster(tmp_path)
+    assert model["problems"] == []
+    pd0 = [item for item in model["tls"]["certificates"] if item["name"] == model["members"]["pd"][0]][0]
+    assert {"tidb-pd", "tidb-pd.tidb-test", "tidb-pd.tidb-test.svc", "tidb-pd-0.tidb-pd-peer",
+            "tidb-pd-0.tidb-pd-peer.tidb-test.svc", "localhost", "127.0.0.1"} == set(pd0["sans"])
+    objects = []
+    for kind in ("pd", "tikv", "tidb", "ticdc", "tiflash"):
+        objects += km.k8s_manifests(model, backend, kind)
+    for obj in objects:
+        kubernetes_validate.validate(obj, "1.30.0", strict=True)
+    secret = _find(objects, "Secret", "tidb-pd-secret")["stringData"]
+    config = _find(objects, "ConfigMap", "tidb-pd-config")["data"]
+    assert secret["tidb-pd-0.pd.pem"] == "PEM of the test" and "tidb-pd-0.pd.pem" not in config
+    assert "tidb-pd-0.pd.crt" in config and "tidb-pd-0.ca.crt" in config
+    for name, role in (("tidb-pd", "pd"), ("tidb-tikv", "tikv"), ("tidb-tidb", "tidb"), ("tidb-ticdc", "cdc"), ("tidb-tiflash", "tiflash")):
+        container = _container(objects, name)
+        mounts = _mounts(container)
+        assert mounts["/etc/tidbops/tls/%s.pem" % role]["subPathExpr"] == "$(POD_NAME).%s.pem" % role
+        assert mounts["/etc/tidbops/tls/%s.pem" % role]["name"] == "secret"
+        assert "/etc/tidbops/tls/ca.crt" in mounts
+        # The kubelet's HTTPS probe presents no client certificate, which every component requires.
+        assert "tcpSocket" in container["readinessProbe"] and "httpGet" not in container["readinessProbe"], name
+    assert "--client-urls=https://0.0.0.0:2379" in _container(objects, "tidb-pd")["args"]
+    assert any(arg.startswith("--initial-cluster=") and "https://tidb-pd-0.tidb-pd-peer" in arg for arg in _container(objects, "tidb-pd")["args"])
+
+
+def test_tls_on_a_live_kubernetes_cluster_is_refused(tmp_path):
+    model, _backend = _tls_cluster(tmp_path, render_dir="")
+    assert any("only to render manifests" in problem for problem in model["problems"])

@@ -89,7 +89,7 @@ def test_tls_is_refused_with_tici_and_on_kubernetes(tmp_path):
     assert any("tidb_tls_enabled cannot be combined with tici_enabled" in p and "clear text" in p for p in model["problems"])
     model = build({"groups": PLAIN}, backend="kubernetes", tici_enabled=False, tls={"enabled": True, "dir": str(tmp_path)},
                   backend_settings={"namespace": "tidb", "image_pull_policy": "IfNotPresent", "storage": {}, "resources": {}})
-    assert any("not supported with tidb_backend kubernetes" in p for p in model["problems"])
+    assert any("with tidb_backend kubernetes only to render manifests" in p for p in model["problems"])
     model = build({"groups": PLAIN, "host_vars": PORTS}, tici_enabled=False, tls={"enabled": True, "dir": "relative/tls"})
     assert any(p.startswith("tidb_tls_dir must be an absolute path") for p in model["problems"])
 
