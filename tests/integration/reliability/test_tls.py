@@ -1,7 +1,8 @@
 """TLS between components (tidb_tls_enabled): a cluster deployed with it converges and re-runs with
-nothing changed; every HTTP port of PD, TiKV, TiDB, TiFlash and TiCDC refuses plain HTTP and
-HTTPS without a client certificate, and answers curl with the client certificate the controller
-made; switching TLS off on the running cluster is refused before anything changes.
+nothing changed; every HTTP port of PD, TiKV, TiDB, TiFlash and TiCDC refuses plain HTTP and answers
+HTTPS with the client certificate the controller made; PD refuses HTTPS without one; curl with the
+client certificate gets 200 from PD; switching TLS off on the running cluster is refused before
+anything changes.
 
 The cluster has no TiCI (nor MinIO, which only runs with it): TiCI has no TLS settings and the model
 refuses the combination (test_tls.py in the unit tests).
@@ -85,7 +86,11 @@ def test_plain_http_is_refused_everywhere(tls_cluster):
         assert answer[0] == "closed" or answer[1] == 400, f"{kind} on {port} answered plain HTTP: {answer}"
 
 
-def test_https_needs_a_client_certificate(tls_cluster):
+def test_https_with_the_client_certificate_and_pd_refuses_without(tls_cluster):
+    """Every HTTP port answers HTTPS with the client certificate. PD requires one whenever its CA is
+    set (its etcd's client TLS); TiKV's and TiDB's status ports and TiCDC's API ask for one only when
+    allowed common names are configured (cert-allowed-cn, cluster-verify-cn, TiCDC's mtls), as in TiUP,
+    so they are not checked for that here."""
     cluster, first, _second = tls_cluster
     assert first.rc == 0
     tls = _tls_dir(cluster)
@@ -93,10 +98,11 @@ def test_https_needs_a_client_certificate(tls_cluster):
     with_cert = ssl.create_default_context(cafile=str(tls / "ca.crt"))
     with_cert.load_cert_chain(str(tls / "client.crt"), str(tls / "client.pem"))
     for kind, port, path in _ports(cluster):
-        with pytest.raises((ssl.SSLError, ConnectionError, urllib.error.URLError)):
-            urllib.request.urlopen(f"https://127.0.0.1:{port}{path}", timeout=5, context=no_cert).read()  # nosec: loopback
         with urllib.request.urlopen(f"https://localhost:{port}{path}", timeout=5, context=with_cert) as reply:  # nosec: loopback
             assert reply.status == 200, (kind, port)
+        if kind == "pd":
+            with pytest.raises((ssl.SSLError, ConnectionError, urllib.error.URLError)):
+                urllib.request.urlopen(f"https://127.0.0.1:{port}{path}", timeout=5, context=no_cert).read()  # nosec: loopback
 
 
 def test_curl_with_the_client_certificate(tls_cluster):

@@ -6,6 +6,7 @@ SIGTERM handling.
 """
 
 import faulthandler
+import http.client
 import json
 import os
 import re
@@ -20,6 +21,8 @@ import urllib.parse
 import urllib.request
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from . import tls as tlsmod
 
 SIM_VERSION = "v8.5.0"
 GIT_HASH = "0000000000000000000000000000000000tidbsim"
@@ -404,16 +407,33 @@ class Router:
         return text_response("404 page not found\n", 404)
 
 
-class HttpService:
-    """A ThreadingHTTPServer with a router, the FAIL_FIRST fault and the /sim/marker endpoint."""
+class HttpService:  # pylint: disable=too-many-instance-attributes
+    """A ThreadingHTTPServer with a router, the FAIL_FIRST fault and the /sim/marker endpoint.
 
-    def __init__(self, runtime, listen, router, label="http"):
+    tls: a tls.ServerTLS to serve HTTPS only (see tls.py); None serves plain HTTP."""
+
+    def __init__(self, runtime, listen, router, label="http", tls=None):
         self.runtime = runtime
         self.router = router
         self.label = label
+        self.tls = tls
         self.host, self.port = split_hostport(listen)
         self.server = None
+        self._rejected = {}  # reason -> [last logged (monotonic), connections not logged since]
+        self._rejected_lock = threading.Lock()
         router.add("GET", "/sim/marker", self._marker)
+
+    def log_rejected(self, peer, reason):
+        """Log a refused TLS connection; the same reason at most every 10 s, with a count."""
+        now = time.monotonic()
+        with self._rejected_lock:
+            entry = self._rejected.setdefault(reason, [0.0, 0])
+            if now - entry[0] < 10.0:
+                entry[1] += 1
+                return
+            more = f" (and {entry[1]} more like it)" if entry[1] else ""
+            entry[0], entry[1] = now, 0
+        self.runtime.log(f"{self.label}: rejected connection from {peer[0]}:{peer[1]}: {reason}{more}")
 
     def _marker(self, _request):
         if self.runtime.marker is None:
@@ -439,7 +459,7 @@ class HttpService:
             self._bind()
         return self
 
-    def _bind(self):
+    def _bind(self):  # pylint: disable=too-many-statements
         service = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -455,7 +475,12 @@ class HttpService:
                 request = Request(self.command, parts.path, urllib.parse.parse_qs(parts.query, keep_blank_values=True),
                                   self.headers, body)
                 faults = service.runtime.faults
-                if not parts.path.startswith("/sim/") and faults.take_failure():
+                refused = None
+                if service.tls is not None and service.tls.path_check is not None and not parts.path.startswith("/sim/"):
+                    refused = service.tls.path_check(self.command, parts.path, self.connection.getpeercert())
+                if refused is not None:
+                    response = refused
+                elif not parts.path.startswith("/sim/") and faults.take_failure():
                     response = text_response("tidbsim: TIDBSIM_FAIL_FIRST injected failure\n", faults.fail_status)
                 else:
                     try:
@@ -479,6 +504,7 @@ class HttpService:
 
         # Like Go's net.Listen: a name is resolved and the first address (IPv4 first) is bound.
         family, address = listen_addresses(self.host, self.port, self.label)[0]
+        tls = self.tls
 
         class Server(ThreadingHTTPServer):
             address_family = family
@@ -489,6 +515,19 @@ class HttpService:
                 if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
                     super().handle_error(request, client_address)
 
+            if tls is not None:
+                def get_request(self):
+                    sock, peer = super().get_request()
+                    return tls.wrap(sock), peer
+
+                def finish_request(self, request, client_address):
+                    # In the connection's thread: a slow or broken handshake holds up no one else.
+                    refused = tls.handshake(request)
+                    if refused:
+                        service.log_rejected(client_address, refused)
+                        return
+                    super().finish_request(request, client_address)
+
         try:
             server = Server(address, Handler)
         except OSError as exc:
@@ -496,7 +535,8 @@ class HttpService:
         self.server = server
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
         self.runtime.on_close(server.shutdown)
-        self.runtime.log(f"{self.label} listening on {self.host}:{self.port}" + ("" if address[0] == self.host else f" ({address[0]})"))
+        self.runtime.log(f"{self.label} listening on {self.host}:{self.port}" + ("" if address[0] == self.host else f" ({address[0]})")
+                         + (" (HTTPS)" if tls is not None else ""))
 
 
 class TcpListener:
@@ -546,30 +586,38 @@ class TcpListener:
             conn.close()
 
 
-def http_call(method, url, body=None, timeout=3.0, headers=None):
-    """One HTTP request. Returns (status, bytes); raises OSError when nothing answers."""
+def http_call(method, url, body=None, timeout=3.0, headers=None, *, tls=None):  # pylint: disable=too-many-arguments
+    """One HTTP request. Returns (status, bytes); raises OSError when nothing answers.
+
+    An https:// URL is dialled with `tls` (an ssl.SSLContext), else with the process default
+    (tls.set_default_client), else with system roots and no client certificate."""
     data = None
     hdrs = dict(headers or {})
     if body is not None:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         hdrs.setdefault("Content-Type", "application/json")
     request = urllib.request.Request(url, data=data, method=method, headers=hdrs)
+    context = (tls or tlsmod.default_client()) if url.startswith("https://") else None
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # nosec: loopback test double
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:  # nosec: loopback test double
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
     except urllib.error.URLError as exc:
         reason = exc.reason if isinstance(exc.reason, OSError) else OSError(str(exc.reason))
         raise reason from None
+    except http.client.HTTPException as exc:  # e.g. a garbled answer: nothing usable answered
+        if isinstance(exc, OSError):  # RemoteDisconnected: as before, the caller sees it unchanged
+            raise
+        raise OSError(f"{url}: {exc!r}") from None
 
 
-def first_answer(method, base_urls, path, body=None, timeout=3.0, accept=lambda status: status < 500):
+def first_answer(method, base_urls, path, body=None, timeout=3.0, accept=lambda status: status < 500, *, tls=None):  # pylint: disable=too-many-arguments
     """Try each base URL until one answers with an acceptable status. Returns (status, bytes)."""
     last = OSError(f"no endpoint in {base_urls} answered")
     for base in base_urls:
         try:
-            status, data = http_call(method, base + path, body, timeout)
+            status, data = http_call(method, base + path, body, timeout, tls=tls)
         except OSError as exc:
             last = exc
             continue

@@ -42,6 +42,7 @@ import time
 import urllib.parse
 
 from . import common, storage
+from . import tls as tlsmod
 from .common import Flag, json_response, text_response
 from .etcd import Etcd, EtcdError, socket_path_for, unix_call
 from .regions import REGION_SIZE_MB, RegionModel
@@ -58,6 +59,9 @@ FLAGS = [
     Flag("config", default=""),
     Flag("log-file", default=""),
     Flag("L", "log-level", default="info"),
+    Flag("cacert", default=""),
+    Flag("cert", default=""),
+    Flag("key", default=""),
 ]
 
 LOOP = 0.2  # PD's leaderLoop checks every 200 ms
@@ -439,12 +443,10 @@ def parse_urls(value, flag):
     return urls
 
 
-def check_bind_urls(urls, what):
-    """etcd's checkBindURLs: a listen URL names an IP (or localhost), never a host name; no TLS here."""
+def check_bind_urls(urls):
+    """etcd's checkBindURLs (embed Config.Validate): a listen URL names an IP (or localhost), never a host name."""
     for url in urls:
         parts = urllib.parse.urlsplit(url)
-        if parts.scheme == "https":
-            raise fatal(f"TLS key/cert (--cert-file, --key-file) must be provided for {what} url {url} with HTTPS scheme")
         host = common.split_hostport(parts.netloc, "")[0]
         if host == "localhost":
             continue
@@ -452,6 +454,89 @@ def check_bind_urls(urls, what):
             ipaddress.ip_address(host)
         except ValueError:
             raise fatal(f"expected IP in URL for binding ({url})") from None
+
+
+class Security:
+    """PD's [security] (tikv/pd pkg/utils/grpcutil TLSConfig: cacert-path, cert-path, key-path,
+    cert-allowed-cn); the --cacert, --cert and --key flags win (server/config/config.go
+    AdjustCommandLineString). How PD uses them (server/config/config.go GenEmbedEtcdConfig, v8.5.7
+    and master alike): etcd's ClientTLSInfo and PeerTLSInfo both get cert, key and CA, with
+    ClientCertAuth = (CA set), so a TLS listener then requires a client certificate signed by the CA
+    (etcd client/pkg/transport TLSInfo.ServerConfig: RequireAndVerifyClientCert when a CA is set);
+    cert-allowed-cn applies to the peer side, and to the client side only with more than one CN
+    ("Keep compatibility with tikv/pd#2305"). PD's own calls use ToClientTLSConfig: TLS only when
+    cert or key is set."""
+
+    def __init__(self, config, flags):
+        section = config.get("security") or {}
+        if not isinstance(section, dict):
+            raise fatal("[PD:config:ErrConfigItem]toml: security must be a table")
+        self.ca = flags["cacert"] or str(section.get("cacert-path") or "")
+        self.cert = flags["cert"] or str(section.get("cert-path") or "")
+        self.key = flags["key"] or str(section.get("key-path") or "")
+        cns = section.get("cert-allowed-cn") or []
+        if not isinstance(cns, list) or not all(isinstance(cn, str) for cn in cns):
+            raise fatal(f"[PD:config:ErrConfigItem]toml: cannot decode cert-allowed-cn {cns!r} into []string")
+        self.allowed_cns = cns
+
+    @property
+    def empty(self):
+        """etcd TLSInfo.Empty: neither a certificate nor a key."""
+        return not self.cert and not self.key
+
+    def check(self, peer_urls, client_urls, log):
+        """What embed.StartEtcd refuses, in its order (configurePeerListeners, then the key pair and
+        CA every TLS config loads, then configureClientListeners); http URLs while files are set
+        are served in clear text with etcd's warnings."""
+        for url in peer_urls:
+            parts = urllib.parse.urlsplit(url)
+            if parts.scheme == "https" and self.empty:
+                host, port = common.split_hostport(parts.netloc, "")
+                host = "127.0.0.1" if host == "localhost" else host
+                address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+                raise fatal(f"cannot listen on TLS for {address}: KeyFile and CertFile are not presented")
+            if parts.scheme == "http" and not self.empty:
+                log(f'[WARN] ["scheme is HTTP while key and cert files are present; ignoring key and cert files"] [peer-url={url}]')
+            if parts.scheme == "http" and self.ca:
+                log(f'[WARN] ["scheme is HTTP while --peer-client-cert-auth is enabled; ignoring client cert auth for this URL"] [peer-url={url}]')
+        if not self.empty:
+            if not self.cert or not self.key:
+                raise fatal(f"KeyFile and CertFile must both be present[key: {self.key}, cert: {self.cert}]")
+            try:
+                tlsmod.check_pair(self.cert, self.key)
+                if self.ca:
+                    tlsmod.check_ca(self.ca, f"tidbsim: no PEM certificate in {self.ca}")
+            except tlsmod.TLSFileError as exc:
+                raise fatal(str(exc)) from None
+        for url in client_urls:
+            scheme = urllib.parse.urlsplit(url).scheme
+            if scheme == "https" and self.empty:
+                raise fatal(f"TLS key/cert (--cert-file, --key-file) must be provided for client url {url} with HTTPS scheme")
+            if scheme == "http" and not self.empty:
+                log(f'[WARN] ["scheme is http or unix while key and cert files are present; ignoring key and cert files"] [client-url={url}]')
+            if scheme == "http" and self.ca:
+                log(f'[WARN] ["scheme is http or unix while --client-cert-auth is enabled; ignoring client cert auth for this URL"] [client-url={url}]')
+
+    def server(self):
+        """The client port's TLS: a client certificate signed by the CA required when a CA is set."""
+        return tlsmod.ServerTLS(self.cert, self.key, self.ca or None, "require" if self.ca else "none",
+                                allowed_cns=self.allowed_cns if len(self.allowed_cns) > 1 else None)
+
+    def client(self):
+        """ToClientTLSConfig: None without cert and key (PD then dials https URLs with Go's defaults)."""
+        return None if self.empty else tlsmod.client_context(self.ca or None, self.cert, self.key)
+
+    def etcd_flags(self):
+        """The peer side of etcd's TLS (PeerTLSInfo). etcd 3.5.1 checks a single peer CN
+        (--peer-cert-allowed-cn); a longer cert-allowed-cn list is not enforced on the peer port."""
+        if self.empty:
+            return []
+        flags = ["--peer-cert-file", self.cert, "--peer-key-file", self.key]
+        if self.ca:
+            flags += ["--peer-trusted-ca-file", self.ca, "--peer-client-cert-auth"]
+        if len(self.allowed_cns) == 1:
+            flags += ["--peer-cert-allowed-cn", self.allowed_cns[0]]
+        return flags
 
 
 def etcd_binary():
@@ -557,6 +642,7 @@ class PD:  # pylint: disable=too-many-instance-attributes
         self.adv_peer = parse_urls(flags["advertise-peer-urls"], "advertise-peer-urls") \
             if flags["advertise-peer-urls"] else self.peer_urls
         self.data_dir = os.path.abspath(flags["data-dir"])
+        self.security = Security(config, flags)
         self.join_urls = parse_urls(flags["join"], "join") if flags["join"] else []
         self.initial_cluster = flags["initial-cluster"] or ",".join(f"{self.name}={url}" for url in self.adv_peer)
         self.initial_members = []
@@ -695,7 +781,7 @@ class PD:  # pylint: disable=too-many-instance-attributes
                 "--election-timeout", str(int(self.election_interval * 1000)),
                 "--auto-compaction-mode", "periodic", "--auto-compaction-retention", "1h",
                 "--quota-backend-bytes", str(8 << 30), "--max-request-bytes", str(150 << 20),
-                "--logger", "zap", "--log-outputs", "stderr"]
+                "--logger", "zap", "--log-outputs", "stderr"] + self.security.etcd_flags()
 
     def start_etcd(self):
         initial, state = self.initial_cluster, "new"
@@ -1819,13 +1905,20 @@ def main(argv):
         config = common.load_toml(flags["config"], "open {path}: {reason}", "[PD:config:ErrConfigItem]parse config file {path}: {reason}")
     runtime = common.Runtime("pd", flags["name"], flags["data-dir"])
     pd = PD(runtime, flags, config)
-    check_bind_urls(pd.client_urls, "client")
-    check_bind_urls(pd.peer_urls, "peer")
+    check_bind_urls(pd.peer_urls)
+    check_bind_urls(pd.client_urls)
+    pd.security.check(pd.peer_urls, pd.client_urls, runtime.log)
+    if pd.security.client() is not None:
+        tlsmod.set_default_client(pd.security.client())
+        if len(pd.security.allowed_cns) > 1:
+            runtime.log(f"tidbsim: etcd 3.5.1 checks one peer CN; cert-allowed-cn {pd.security.allowed_cns} is enforced on the"
+                        " client port only")
     front = pd.build_router()
     pd.start_etcd()
     runtime.on_close(pd.close)
     for url in pd.client_urls:
-        common.HttpService(runtime, urllib.parse.urlsplit(url).netloc, front, "client").start()
+        tls = pd.security.server() if url.startswith("https://") else None
+        common.HttpService(runtime, urllib.parse.urlsplit(url).netloc, front, "client", tls=tls).start()
     runtime.every(LOOP, pd.tick)
     runtime.every(LOOP, pd.schedule)
     return runtime.wait_forever()

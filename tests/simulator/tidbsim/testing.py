@@ -63,10 +63,10 @@ def free_ports(count=1):
             sock.close()
 
 
-def http_get(url, timeout=2.0):
-    """(status, body bytes), or (None, error text) when nothing answers."""
+def http_get(url, timeout=2.0, context=None):
+    """(status, body bytes), or (None, error text) when nothing answers. context: an ssl.SSLContext for https."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # nosec: loopback only
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as response:  # nosec: loopback only
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
@@ -74,12 +74,12 @@ def http_get(url, timeout=2.0):
         return None, str(exc).encode()
 
 
-def http_json(method, url, body=None, timeout=5.0):
-    """(status, parsed JSON or raw text) for one request."""
+def http_json(method, url, body=None, timeout=5.0, context=None):
+    """(status, parsed JSON or raw text) for one request. context: an ssl.SSLContext for https."""
     data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
     request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # nosec: loopback only
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:  # nosec: loopback only
             status, raw = response.status, response.read()
     except urllib.error.HTTPError as exc:
         status, raw = exc.code, exc.read()
@@ -104,11 +104,11 @@ def wait_until(predicate, timeout=20.0, what="condition"):
         delay = min(delay * 1.5, 0.25)
 
 
-def wait_for_status(url, status=200, timeout=20.0, method="GET", body=None):
+def wait_for_status(url, status=200, timeout=20.0, method="GET", body=None, *, context=None):  # pylint: disable=too-many-arguments
     """Poll until the URL answers with `status`; returns (status, parsed body)."""
     def attempt():
         try:
-            reply = http_json(method, url, body, timeout=2.0)
+            reply = http_json(method, url, body, timeout=2.0, context=context)
         except OSError:
             return None
         return reply if reply[0] == status else None
@@ -133,6 +133,7 @@ class Proc:
         self.popen = None
         self.stop_timed_out = False
         self.metrics_port = None
+        self.scheme = "http"
 
     def start(self):
         self.ready_line = None
@@ -191,7 +192,13 @@ class Proc:
         return self.start()
 
     def url(self, path="", port=None):
-        return f"http://127.0.0.1:{port or self.port}{path}"
+        return f"{self.scheme}://127.0.0.1:{port or self.port}{path}"
+
+
+def security_toml(keys, files, extra=""):
+    """A [security] table naming files["ca"], ["cert"], ["key"] under the component's key names."""
+    lines = ["[security]"] + [f'{name} = "{files[kind]}"' for kind, name in zip(("ca", "cert", "key"), keys) if files.get(kind)]
+    return "\n".join(lines) + "\n" + extra
 
 
 class Sim:
@@ -226,6 +233,13 @@ class Sim:
         os.makedirs(path, exist_ok=True)
         return path
 
+    def _config_file(self, name, text):
+        """Write a config file in the base directory; its path."""
+        path = os.path.join(self.base_dir, name)
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        return path
+
     def spawn(self, binary, args, ports=(), data_dir=None, env=None, name=None, start=True):
         """Run any binary with explicit args (for flag tests). Not started twice."""
         full_env = dict(self.env)
@@ -236,19 +250,27 @@ class Sim:
 
     # ---------------------------------------------------------------- component starters
 
-    def pd(self, count=1, env=None, start=True, names=None):
+    def pd(self, count=1, env=None, start=True, names=None, *, tls=None, security_extra=""):  # pylint: disable=too-many-arguments,too-many-locals
         """PD member(s) with one --initial-cluster. Returns a Proc, or a list when count > 1.
-        Each Proc has .port (client) and .peer_port."""
+        Each Proc has .port (client) and .peer_port.
+
+        tls: {"ca", "cert", "key"} paths: a --config with [security] cacert-path, cert-path,
+        key-path (plus security_extra lines) and https client and peer URLs."""
         names = names or [f"pd{i}" for i in range(count)]
         ports = [free_ports(2) for _name in names]
-        initial = ",".join(f"{n}=http://127.0.0.1:{p[1]}" for n, p in zip(names, ports))
+        scheme = "https" if tls else "http"
+        initial = ",".join(f"{n}={scheme}://127.0.0.1:{p[1]}" for n, p in zip(names, ports))
         procs = []
         for name, (client, peer) in zip(names, ports):
-            args = [f"--name={name}", f"--client-urls=http://127.0.0.1:{client}", f"--peer-urls=http://127.0.0.1:{peer}",
-                    f"--advertise-client-urls=http://127.0.0.1:{client}", f"--advertise-peer-urls=http://127.0.0.1:{peer}",
+            args = [f"--name={name}", f"--client-urls={scheme}://127.0.0.1:{client}", f"--peer-urls={scheme}://127.0.0.1:{peer}",
+                    f"--advertise-client-urls={scheme}://127.0.0.1:{client}", f"--advertise-peer-urls={scheme}://127.0.0.1:{peer}",
                     f"--initial-cluster={initial}", f"--data-dir={self._dir(name)}"]
-            proc = self.spawn("pd-server", args, (client, peer), args[-1].split("=", 1)[1], env, name, start)
+            if tls:
+                args.append("--config=" + self._config_file(f"pd-{name}-{client}.toml",
+                                                            security_toml(("cacert-path", "cert-path", "key-path"), tls, security_extra)))
+            proc = self.spawn("pd-server", args, (client, peer), args[6].split("=", 1)[1], env, name, start)
             proc.peer_port = peer
+            proc.scheme = scheme
             procs.append(proc)
         return procs[0] if count == 1 and len(procs) == 1 else procs
 
@@ -257,8 +279,11 @@ class Sim:
         pds = pd if isinstance(pd, list) else [pd]
         return ",".join(f"{scheme}127.0.0.1:{p.port}" for p in pds)
 
-    def tikv(self, pd, env=None, labels=None, config_text=DEFAULT_TIKV_CONFIG, extra=()):
-        """config_text: the --config TOML (DEFAULT_TIKV_CONFIG; None passes no --config)."""
+    def tikv(self, pd, env=None, labels=None, config_text=DEFAULT_TIKV_CONFIG, extra=(), *, tls=None):  # pylint: disable=too-many-arguments
+        """config_text: the --config TOML (DEFAULT_TIKV_CONFIG; None passes no --config).
+        tls: {"ca", "cert", "key"} paths, added to the config as [security] ca-path, cert-path, key-path."""
+        if tls:
+            config_text = (config_text or "") + security_toml(("ca-path", "cert-path", "key-path"), tls)
         port, status = free_ports(2)
         data_dir = self._dir("tikv")
         args = ["--pd-endpoints", self.pd_addrs(pd), "--addr", f"127.0.0.1:{port}", "--advertise-addr", f"127.0.0.1:{port}",
@@ -273,22 +298,34 @@ class Sim:
         args += list(extra)
         proc = self.spawn("tikv-server", args, (port, status), data_dir, env, f"127.0.0.1:{port}")
         proc.status_port = status
+        proc.scheme = "https" if tls else "http"
         return proc
 
-    def tidb(self, pd, env=None, extra=()):
+    def tidb(self, pd, env=None, extra=(), *, config_text=None, tls=None):  # pylint: disable=too-many-arguments
+        """config_text: a --config TOML; tls: {"ca", "cert", "key"} paths as [security] cluster-ssl-*."""
         port, status = free_ports(2)
         args = ["--store=tikv", f"--path={self.pd_addrs(pd)}", "--host=127.0.0.1", "-P", str(port),
-                f"--status={status}", "--status-host=127.0.0.1", "--advertise-address=127.0.0.1"] + list(extra)
-        proc = self.spawn("tidb-server", args, (port, status), None, env, f"127.0.0.1:{port}")
+                f"--status={status}", "--status-host=127.0.0.1", "--advertise-address=127.0.0.1"]
+        if tls:
+            config_text = security_toml(("cluster-ssl-ca", "cluster-ssl-cert", "cluster-ssl-key"), tls, config_text or "")
+        if config_text is not None:
+            args.append("--config=" + self._config_file(f"tidb-{port}.toml", config_text))
+        proc = self.spawn("tidb-server", args + list(extra), (port, status), None, env, f"127.0.0.1:{port}")
         proc.status_port = status
+        proc.scheme = "https" if tls else "http"
         return proc
 
-    def cdc(self, pd, newarch=True, env=None, extra=()):
+    def cdc(self, pd, newarch=True, env=None, extra=(), *, tls=None):  # pylint: disable=too-many-arguments
+        """tls: {"ca", "cert", "key"} paths: --ca, --cert, --key and https PD URLs."""
         (port,) = free_ports(1)
         data_dir = self._dir("cdc")
-        args = ["server", f"--pd={self.pd_addrs(pd, 'http://')}", f"--addr=127.0.0.1:{port}",
-                f"--advertise-addr=127.0.0.1:{port}", f"--data-dir={data_dir}"] + (["--newarch"] if newarch else []) + list(extra)
-        return self.spawn("cdc", args, (port,), data_dir, env, f"127.0.0.1:{port}")
+        args = ["server", f"--pd={self.pd_addrs(pd, 'https://' if tls else 'http://')}", f"--addr=127.0.0.1:{port}",
+                f"--advertise-addr=127.0.0.1:{port}", f"--data-dir={data_dir}"] + (["--newarch"] if newarch else [])
+        if tls:
+            args += ["--ca", tls["ca"], "--cert", tls["cert"], "--key", tls["key"]]
+        proc = self.spawn("cdc", args + list(extra), (port,), data_dir, env, f"127.0.0.1:{port}")
+        proc.scheme = "https" if tls else "http"
+        return proc
 
     def minio(self, user="minioadmin", password="minioadmin", env=None, data_dir=None):
         port, console = free_ports(2)

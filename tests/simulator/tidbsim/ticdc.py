@@ -27,6 +27,7 @@ import urllib.parse
 import uuid
 
 from . import common, s3check
+from . import tls as tlsmod
 from .common import Flag, json_response
 from .etcd import Etcd
 
@@ -42,6 +43,10 @@ FLAGS = [
     Flag("log-level", default="info"),
     Flag("tz", default="System"),
     Flag("cluster-id", default="default"),
+    Flag("ca", default=None),
+    Flag("cert", default=None),
+    Flag("key", default=None),
+    Flag("cert-allowed-cn", default=None),
 ]
 
 ID_RE = re.compile(r"^[a-zA-Z0-9]+(-[a-zA-Z0-9]+)*$")
@@ -144,6 +149,7 @@ class Capture:
         self.cluster = flags["cluster-id"]
         self.gc_ttl = int(flags["gc-ttl"])
         self.etcd = Etcd(urls)
+        self.scheme = "http"  # of the other captures' API (api/middleware ForwardToServer: https with a CA)
         self.prefix = f"/tidb/cdc/{self.cluster}/__cdc_meta__/"
         self.feed_prefix = f"/tidb/cdc/{self.cluster}/default/changefeed/info/"
         self.lease = None
@@ -711,7 +717,7 @@ class Capture:
             return json_response({"error_msg": "TiCDC cluster is unavailable, please try again later", "error_code": ""}, 500)
         hops = arrived + 1
         query = urllib.parse.urlencode(request.query, doseq=True)
-        url = f"http://{owner['address']}{request.path}" + (f"?{query}" if query else "")
+        url = f"{self.scheme}://{owner['address']}{request.path}" + (f"?{query}" if query else "")
         body = request.body if request.method in ("POST", "PUT", "PATCH", "DELETE") else None
         headers = {FORWARD_TIMES: str(hops)}
         if request.headers.get("Content-Type"):
@@ -805,8 +811,9 @@ class Capture:
         return front
 
 
-def verify_pd_endpoint(endpoint):
-    """pingcap/ticdc cmd/util/util.go VerifyPdEndpoint (no TLS here): None, or the error text."""
+def verify_pd_endpoint(endpoint, use_tls=False):
+    """pingcap/ticdc cmd/util/util.go VerifyPdEndpoint (tiflow pkg/cmd/util/helper.go alike): None,
+    or the error text. use_tls: Credential.IsTLSEnabled (ca, cert and key all set)."""
     scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*):", endpoint)
     if endpoint.startswith(":"):
         return f'parse PD endpoint: parse "{endpoint}": missing protocol scheme'
@@ -815,31 +822,105 @@ def verify_pd_endpoint(endpoint):
     parts = urllib.parse.urlsplit(endpoint)
     if not scheme or scheme.group(1).lower() not in ("http", "https") or not parts.netloc:
         return "PD endpoint should be a valid http or https URL"
-    if scheme.group(1).lower() == "https":
+    if use_tls and scheme.group(1).lower() == "http":  # Go's url.Parse lowercases the scheme
+        return "PD endpoint scheme should be https"
+    if not use_tls and scheme.group(1).lower() == "https":
         return "PD endpoint scheme is https, please provide certificate"
     return None
 
 
-def pd_urls(value):
-    """--pd: every entry an http URL, as `cdc server` validates them (ErrInvalidServerOption otherwise)."""
+def pd_urls(value, use_tls=False):
+    """--pd: every entry an http URL (https with TLS), as `cdc server` validates them (ErrInvalidServerOption otherwise)."""
     endpoints = [item for item in value.split(",") if item]
     if not endpoints:
         raise common.UsageError("Error: [CDC:ErrInvalidServerOption]invalid server option: empty PD address", 1)
     for endpoint in endpoints:
-        reason = verify_pd_endpoint(endpoint)
+        reason = verify_pd_endpoint(endpoint, use_tls)
         if reason:
             raise common.UsageError(f"Error: [CDC:ErrInvalidServerOption]invalid server option: {reason}", 1)
     return [endpoint.rstrip("/") for endpoint in endpoints]
 
 
-def newarch_enabled(flags):
+def newarch_enabled(flags, config):
     """Any of --newarch, TICDC_NEWARCH=true or top-level `newarch = true` in --config."""
     if flags["newarch"] or os.environ.get("TICDC_NEWARCH", "").lower() == "true":
         return True
-    if flags["config"]:
-        config = common.load_toml(flags["config"], "Error: open {path}: {reason}", "Error: toml: {reason}")
-        return config.get("newarch") is True
-    return False
+    return config.get("newarch") is True
+
+
+def tls_error(reason):
+    """errors.WrapError(ErrToTLSConfigFailed, err), as `cdc server` exits with it."""
+    return common.UsageError(f"Error: [CDC:ErrToTLSConfigFailed]generate tls config failed: {reason}", 1)
+
+
+class CdcSecurity:
+    """pingcap/ticdc pkg/security/credential.go Credential (tiflow's is the same): [security]
+    ca-path, cert-path, key-path, cert-allowed-cn, mtls of --config, the --ca, --cert, --key and
+    --cert-allowed-cn flags winning when given (cmd/cdc/server/server.go complete).
+
+    IsTLSEnabled (all three set) decides the PD endpoint scheme (VerifyPdEndpoint) and whether the
+    API port serves TLS (pkg/tcpserver NewTCPServer: tls.NewListener under cmux). That server asks
+    for a client certificate only with `mtls = true` or a cert-allowed-cn list, to which server.New
+    adds the server's own CN (AddSelfCommonName); the CN may be that of any certificate of the
+    verified chain (addVerifyPeerCertificate). A CA alone makes the calls TiCDC makes use TLS
+    (ToTLSConfigWithVerify is nil only without a CA; api/middleware ForwardToServer picks https)."""
+
+    def __init__(self, flags, config):
+        section = config.get("security") or {}
+
+        def pick(flag, key):
+            return str(flags[flag] if flags[flag] is not None else section.get(key) or "")
+        self.ca, self.cert, self.key = pick("ca", "ca-path"), pick("cert", "cert-path"), pick("key", "key-path")
+        if flags["cert-allowed-cn"] is not None:
+            self.allowed_cn = flags["cert-allowed-cn"].split(",") if flags["cert-allowed-cn"] else []
+        else:
+            self.allowed_cn = [str(cn) for cn in section.get("cert-allowed-cn") or []]
+        self.mtls = section.get("mtls") is True
+
+    @property
+    def tls_enabled(self):
+        return bool(self.ca and self.cert and self.key)
+
+    def check(self):
+        """server.New: AddSelfCommonName (with a CN list), then the TLS listener's config; the key
+        pair, which real TiCDC loads lazily, fails there at the first PD connection of the start."""
+        if self.allowed_cn:
+            try:
+                data = tlsmod.read_file(self.cert)
+            except tlsmod.TLSFileError as exc:
+                raise tls_error(str(exc)) from None
+            if b"-----BEGIN CERTIFICATE-----" not in data:
+                raise tls_error("failed to decode PEM block to certificate")
+            self.allowed_cn.append(self._own_cn())
+        if self.ca:
+            try:
+                tlsmod.check_ca(self.ca)
+            except tlsmod.TLSFileError as exc:
+                raise tls_error(f"could not read ca certificate: {exc}" if exc.os_error else str(exc)) from None
+            if self.cert and self.key:
+                try:
+                    tlsmod.check_pair(self.cert, self.key)
+                except tlsmod.TLSFileError as exc:
+                    raise tls_error(f"could not load client key pair: {exc}") from None
+
+    def _own_cn(self):
+        try:
+            return tlsmod.cert_common_name(tlsmod.decode_cert_file(self.cert)) or ""
+        except (OSError, ValueError) as exc:
+            raise tls_error(str(exc)) from None
+
+    def client(self):
+        if not self.ca:
+            return None
+        cert_ok = self.cert and self.key
+        return tlsmod.client_context(self.ca, self.cert if cert_ok else None, self.key if cert_ok else None)
+
+    def server(self):
+        if not self.tls_enabled:
+            return None
+        required = self.mtls or bool(self.allowed_cn)
+        return tlsmod.ServerTLS(self.cert, self.key, self.ca, "require" if required else "none",
+                                allowed_cns=self.allowed_cn or None, cn_in_chain=True)
 
 
 def main(argv):
@@ -849,13 +930,21 @@ def main(argv):
     if not flags["gc-ttl"].lstrip("-").isdigit():
         raise common.UsageError(f'Error: invalid argument "{flags["gc-ttl"]}" for "--gc-ttl" flag: strconv.ParseInt:'
                                 f' parsing "{flags["gc-ttl"]}": invalid syntax', 1)
-    urls = pd_urls(flags["pd"])
-    newarch = newarch_enabled(flags)
+    config = {}
+    if flags["config"]:
+        config = common.load_toml(flags["config"], "Error: open {path}: {reason}", "Error: toml: {reason}")
+    security = CdcSecurity(flags, config)
+    urls = pd_urls(flags["pd"], security.tls_enabled)
+    newarch = newarch_enabled(flags, config)
+    security.check()
     address = flags["advertise-addr"] or flags["addr"]
     runtime = common.Runtime("cdc", address, flags["data-dir"] or None)
     runtime.log(f"architecture: {'new' if newarch else 'classic'}")
+    if security.client() is not None:
+        tlsmod.set_default_client(security.client())
     capture = Capture(runtime, flags, newarch, urls)
-    common.HttpService(runtime, flags["addr"], capture.build_router(), "api").start()
+    capture.scheme = "https" if security.ca else "http"
+    common.HttpService(runtime, flags["addr"], capture.build_router(), "api", tls=security.server()).start()
     runtime.every(max(0.2, capture.ttl / 4), capture.session)
     runtime.every(0.2, capture.tick)
     runtime.on_close(capture.on_stop)

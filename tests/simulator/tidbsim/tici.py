@@ -9,7 +9,9 @@ alive).
 worker: reads the elected meta from the election key and checks its S3 bucket with the [s3] keys
 (problems are logged and shown in the /status body).
 --pd-addr (and [server] pd-addr) take host:port entries without a scheme, as TiUP and tidb-operator
-pass them; a URL is refused.
+pass them; a URL is refused. TiCI has no public TLS settings: it dials PD in clear text, so a PD
+that serves TLS closes its connections; each new failure is logged (and shown in /status), and
+TiCI keeps serving and retrying.
 Config keys are read in both spellings (kebab-case, and the older snake_case).
 """
 
@@ -125,6 +127,13 @@ class TiCI:
         keys = self.etcd.get_prefix(ELECTION_PREFIX)
         return keys[0][1] if keys else None
 
+    def pd_problem(self, exc):
+        """What failed talking to PD, with the likely reason when PD closed the connection."""
+        text = f"PD at {','.join(self.pd_urls)} failed: {exc}"
+        if isinstance(exc, (ConnectionResetError, ConnectionAbortedError)) or "closed connection" in str(exc):
+            text += " (TiCI talks to PD in clear text; a PD that serves TLS closes such connections)"
+        return text
+
     def held_back(self):
         """The fault switches keep the component "not ready": no campaign, no 200 on /status."""
         return self.rt.faults.never_ready or not self.rt.start_delay_passed()
@@ -144,15 +153,19 @@ class TiCI:
         else:
             self._note(f"TiDB is not reachable through any DSN: {'; '.join(errors)}")
             return
-        if self.lease and not self.etcd.keepalive(self.lease):
-            self.lease = None
-        leader = self._elected()
-        if leader is None:
-            self.lease = self.etcd.grant(int(common.env_float("TICI_LEASE_TTL", 10)))
-            self.etcd.put(f"{ELECTION_PREFIX}{int(self.lease):x}", self.advertise, self.lease)
+        try:
+            if self.lease and not self.etcd.keepalive(self.lease):
+                self.lease = None
             leader = self._elected()
-            if leader == self.advertise:
-                self.rt.log(f"elected: {ELECTION_PREFIX}{int(self.lease):x} = {self.advertise}")
+            if leader is None:
+                self.lease = self.etcd.grant(int(common.env_float("TICI_LEASE_TTL", 10)))
+                self.etcd.put(f"{ELECTION_PREFIX}{int(self.lease):x}", self.advertise, self.lease)
+                leader = self._elected()
+                if leader == self.advertise:
+                    self.rt.log(f"elected: {ELECTION_PREFIX}{int(self.lease):x} = {self.advertise}")
+        except OSError as exc:
+            self._note(self.pd_problem(exc))
+            return
         self.leader = leader
         self._note(None)
 
@@ -160,7 +173,11 @@ class TiCI:
         if self.held_back():
             return
         self.rt.try_ready()
-        leader = self._elected()
+        try:
+            leader = self._elected()
+        except OSError as exc:
+            self._note(self.pd_problem(exc))
+            return
         if leader is None:
             self._note("waiting for an elected TiCI meta (no key under /tici/metaservice/election/ in PD)")
             return

@@ -21,9 +21,10 @@ import os
 import tomllib
 
 from . import common, s3check, storage
+from . import tls as tlsmod
 from .common import Flag, text_response
 from .storage import get_path
-from .tikv import PROXY_FATALS, StoreClient
+from .tikv import PROXY_FATALS, KvSecurity, StoreClient
 
 DEFAULT_METRICS_PORT = 8234
 PROXY_RESERVE_SPACE = "1GB"  # tidb-engine-ext proxy_components/proxy_server/src/config.rs
@@ -54,9 +55,74 @@ def load(path):
                             "Code: 1004. DB::Exception: Failed to parse TOML config {path}: {reason}")
 
 
-def pd_addresses(value):
-    """raft.pd_addr split on "," without trimming; client-c adds http:// where there is no scheme."""
-    return [item if "://" in item else f"http://{item}" for item in value.split(",") if item]
+def pd_addresses(value, secure=False):
+    """raft.pd_addr split on "," without trimming. client-c (tikv/client-c src/pd/Client.cc
+    addrsToUrls) adds http:// where there is no scheme (https:// with a CA), and its PDConnClient
+    dials the URL's authority with SslCredentials exactly when the TLS config is set, whatever the
+    scheme: so https with [security], else http."""
+    scheme = "https" if secure else "http"
+    return [f"{scheme}://{item.split('://', 1)[1] if '://' in item else item}" for item in value.split(",") if item]
+
+
+class FlashSecurity:
+    """tiflash.toml's [security] (pingcap/tiflash dbms/src/Common/TiFlashSecurity.h): ca_path,
+    cert_path, key_path (trimmed; empty counts as missing) all set or none ("ca_path, cert_path,
+    key_path must be set at the same time.", INVALID_CONFIG_PARAMETER, code 318); cert_allowed_cn
+    read only with TLS. TiFlash's own PD client (client-c) uses them; the metrics port
+    (dbms/src/Server/MetricsPrometheus.cpp getHTTPServer) serves HTTPS with them unless
+    status.disable_metrics_tls, with VERIFY_STRICT (a client certificate signed by the CA required;
+    VERIFY_RELAXED only in next-gen builds) and the CN, when cert_allowed_cn is set, one of the list."""
+
+    def __init__(self, config):
+        section = config.get("security")
+        section = section if isinstance(section, dict) else {}
+        self.ca, self.cert, self.key = (str(section.get(name) or "").strip() for name in ("ca_path", "cert_path", "key_path"))
+        present = [bool(self.ca), bool(self.cert), bool(self.key)]
+        if any(present) and not all(present):
+            raise common.UsageError("Code: 318. DB::Exception: ca_path, cert_path, key_path must be set at the same time.", 1)
+        self.enabled = all(present)
+        self.allowed_cn = self._allowed_cn(section.get("cert_allowed_cn")) if self.enabled else []
+
+    @staticmethod
+    def _allowed_cn(value):
+        """parseAllowedCN: a TOML list, or a string "[a, b]" / "a,b" with optional quotes."""
+        if value is None:
+            return []
+        if isinstance(value, list):
+            return [str(item).strip() for item in value]
+        text = str(value)
+        if len(text) > 2 and text[0] == "[" and text[-1] == "]":
+            text = text[1:-1]
+        names = []
+        for token in text.split(","):
+            token = token.strip()
+            if len(token) > 2 and token[0] == token[-1] == '"':
+                token = token[1:-1]
+            names.append(token)
+        return names
+
+    def check(self):
+        """The files, read at start (the PD client and the metrics server's Poco context load them)."""
+        if not self.enabled:
+            return
+        for path in (self.ca, self.cert, self.key):
+            try:
+                tlsmod.read_file(path)
+            except tlsmod.TLSFileError as exc:
+                error = exc.os_error
+                raise common.UsageError(f"Code: 76. DB::ErrnoException: Cannot open file {path}, errno: {error.errno},"
+                                        f" strerror: {error.strerror}", 1) from None
+        try:
+            tlsmod.check_ca(self.ca)
+            tlsmod.check_pair(self.cert, self.key)
+        except tlsmod.TLSFileError as exc:
+            raise common.UsageError(f"DB::Exception: SSL context exception: {exc}", 1) from None
+
+    def client(self):
+        return tlsmod.client_context(self.ca, self.cert, self.key) if self.enabled else None
+
+    def metrics_server(self):
+        return tlsmod.ServerTLS(self.cert, self.key, self.ca, "require", allowed_cns=self.allowed_cn or None)
 
 
 class Settings:  # pylint: disable=too-many-instance-attributes
@@ -69,6 +135,8 @@ class Settings:  # pylint: disable=too-many-instance-attributes
         if not self.pd_addr:
             raise common.UsageError("DB::Exception: raft.pd_addr is empty: TiFlash needs the PD addresses"
                                     " (TiFlash Proxy will not start because `raft.pd_addr` is not configured.)", 1)
+        self.security = FlashSecurity(config)
+        self.disable_metrics_tls = get_path(config, "status.disable_metrics_tls", False) is True
         proxy_file = get_path(config, "flash.proxy.config")
         self.proxy = {}
         if proxy_file:
@@ -91,6 +159,7 @@ class Settings:  # pylint: disable=too-many-instance-attributes
                                                 "storage.reserve-space")
         # The proxy does not adjust Titan by default: only an explicit `true` doubles rocksdb's files.
         self.proxy_open_fds = storage.expected_open_fds(self.proxy, titan_default=False)
+        self.proxy_security = KvSecurity(self.proxy)
         self.metrics_port = get_path(config, "status.metrics_port")
         if self.metrics_port is None and get_path(config, "status.metrics_addr") is None:
             self.metrics_port = DEFAULT_METRICS_PORT  # pull mode on the default port
@@ -131,15 +200,21 @@ def main(argv):
         path, value = parse_override(item)
         set_path(config, path, value)
     settings = Settings(config)
+    settings.security.check()
+    settings.proxy_security.validate()  # the proxy's config validation (tidb-engine-ext proxy_server/src/config.rs)
     runtime = common.Runtime("tiflash", settings.service_addr, settings.data_dir)
     # The embedded proxy's init_config and init_fs (tidb-engine-ext proxy_server/src/run.rs).
     storage.check_max_open_fds(settings.proxy_open_fds, runtime.log)
     disk = storage.Disk(runtime, os.path.abspath(settings.proxy_data_dir), settings.proxy_reserve, settings.proxy_capacity)
     disk.init()
-    client = StoreClient(runtime, pd_addresses(settings.pd_addr), {
+    # The proxy registers the store with its own [security] (TiKV's rules: scheme trimmed, TLS with a CA).
+    client = StoreClient(runtime, pd_addresses(settings.pd_addr, settings.proxy_security.enabled), {
         "address": settings.service_addr, "peer_address": settings.proxy_advertise, "status_address": settings.status_advertise,
         "version": common.SIM_VERSION.lstrip("v"), "labels": [{"key": "engine", "value": "tiflash"}]}, disk,
-        ident_dir=os.path.abspath(settings.proxy_data_dir), fatals=PROXY_FATALS)
+        ident_dir=os.path.abspath(settings.proxy_data_dir), fatals=PROXY_FATALS, tls=settings.proxy_security.client())
+    # TiFlash's own PD client (the placement-rules read below) uses tiflash.toml's [security].
+    flash_pd_urls = pd_addresses(settings.pd_addr, settings.security.enabled)
+    flash_tls = settings.security.client()
     state = {"problem": "starting", "reader": False}
 
     def note(problem):
@@ -161,13 +236,14 @@ def main(argv):
     router.add("GET", "/tiflash/livez", lambda _r: text_response("ok\n"))
     router.add("GET", "/status", lambda _r: text_response(""))
     common.TcpListener(runtime, settings.proxy_addr, "proxy").start()
-    common.HttpService(runtime, settings.status_addr, router, "proxy status").start()
+    common.HttpService(runtime, settings.status_addr, router, "proxy status", tls=settings.proxy_security.status_server()).start()
     if settings.metrics_port:
         metrics = common.Router()
         metrics.add("GET", "/metrics", lambda _r: text_response("# tidbsim: no metrics\n"))
         host = settings.listen_host.split(",")[0] if isinstance(settings.listen_host, str) else settings.listen_host[0]
+        metrics_tls = settings.security.metrics_server() if settings.security.enabled and not settings.disable_metrics_tls else None
         common.HttpService(runtime, f"[{host}]:{settings.metrics_port}" if ":" in host else f"{host}:{settings.metrics_port}",
-                           metrics, "metrics").start()
+                           metrics, "metrics", tls=metrics_tls).start()
 
     def tick():
         if not runtime.start_delay_passed() or runtime.faults.never_ready:
@@ -185,7 +261,7 @@ def main(argv):
                 runtime.log(f"TiCI reader cannot start: {exc}")
                 os._exit(1)  # pylint: disable=protected-access
             state["reader"] = True
-        _status, data = common.first_answer("GET", client.pd_urls, "/pd/api/v1/config/replicate", accept=lambda s: s == 200)
+        _status, data = common.first_answer("GET", flash_pd_urls, "/pd/api/v1/config/replicate", accept=lambda s: s == 200, tls=flash_tls)
         if json.loads(data).get("enable-placement-rules") != "true":
             note("placement rules are disabled in PD (enable-placement-rules is not \"true\"); TiFlash will not register")
             return

@@ -21,11 +21,13 @@ tikv_raftstore_region_count; on SIGTERM a store that PD says still leads regions
 `[WARN] unsafe stop: store N still leads M regions`.
 """
 
+import errno
 import json
 import os
 import time
 
 from . import common, storage
+from . import tls as tlsmod
 from .common import Flag, json_response, text_response
 
 FLAGS = [
@@ -63,8 +65,10 @@ def parse_labels(text):
     return labels
 
 
-def pd_endpoints(value):
-    """TiKV's --pd-endpoints: host:port or http(s)://host:port (the scheme is trimmed), no duplicates."""
+def pd_endpoints(value, secure=False):
+    """TiKV's --pd-endpoints: host:port or http(s)://host:port (the scheme is trimmed), no duplicates.
+    TiKV dials them with TLS exactly when security.ca-path is set (components/security
+    SecurityManager::connect), whatever scheme they were given with: https then, else http."""
     endpoints = []
     for item in (value or "").split(","):
         if not item:
@@ -79,7 +83,92 @@ def pd_endpoints(value):
         endpoints.append(address)
     if not endpoints:
         raise common.UsageError("[FATAL] invalid configuration: please specify pd.endpoints.", 1)
-    return [f"http://{address}" for address in endpoints]
+    scheme = "https" if secure else "http"
+    return [f"{scheme}://{address}" for address in endpoints]
+
+
+# Rust's io::ErrorKind for the errno values a file open gives.
+_IO_KINDS = {errno.ENOENT: "NotFound", errno.EACCES: "PermissionDenied", errno.EPERM: "PermissionDenied",
+             errno.EISDIR: "IsADirectory", errno.ENOTDIR: "NotADirectory"}
+# src/server/status_server/mod.rs start_serve: the requests that skip check_cert.
+CERT_CHECK_EXEMPT = (("GET", "/metrics"), ("GET", "/status"), ("GET", "/config"), ("GET", "/debug/pprof/profile"))
+
+
+def rust_io_error(exc):
+    """An io::Error from an OS error, as Rust's {:?} prints it."""
+    return f'Os {{ code: {exc.errno}, kind: {_IO_KINDS.get(exc.errno, "Other")}, message: "{os.strerror(exc.errno)}" }}'
+
+
+class KvSecurity:
+    """TiKV's [security] (tikv/tikv components/security/src/lib.rs SecurityConfig: ca-path, cert-path,
+    key-path, cert-allowed-cn, cert-allowed-san), also the TiFlash proxy's (tidb-engine-ext is TiKV's
+    code). `validate` is SecurityConfig::validate (each file opened, then all three or none), fatal
+    as TiKV's config validation is (`[FATAL] invalid configuration: ...`, exit 1).
+
+    The status server (src/server/status_server/mod.rs start, tls_acceptor, check_cert; the same in
+    tidb-engine-ext proxy_server/src/status_server/mod.rs) serves HTTPS when ca, cert and key are all
+    set; it asks for a client certificate (SslVerifyMode PEER | FAIL_IF_NO_PEER_CERT, verified
+    against the CA) only when cert-allowed-cn is set (v8.5.7; master also for cert-allowed-san),
+    and then answers 403 "certificate role error" to any request but GET /metrics, /status, /config
+    and /debug/pprof/profile whose certificate CN (SAN) does not contain an allowed name
+    (security::match_peer_names is a substring match). Without them no client certificate is
+    asked for."""
+
+    def __init__(self, config):
+        section = config.get("security") or {}
+        self.ca, self.cert, self.key = (str(section.get(name) or "") for name in ("ca-path", "cert-path", "key-path"))
+        self.allowed_cn = [str(cn) for cn in section.get("cert-allowed-cn") or []]
+        self.allowed_san = [str(san) for san in section.get("cert-allowed-san") or []]
+
+    @property
+    def enabled(self):
+        return bool(self.ca)
+
+    def validate(self):
+        for tag, path in (("ca key", self.ca), ("cert key", self.cert), ("private key", self.key)):
+            if not path:
+                continue
+            try:
+                with open(path, "rb"):
+                    pass
+            except OSError as exc:
+                raise common.UsageError(f"[FATAL] invalid configuration: failed to open {path} to load {tag}: {rust_io_error(exc)}", 1) \
+                    from None
+        configured = [bool(self.ca), bool(self.cert), bool(self.key)]
+        if any(configured) and not all(configured):
+            raise common.UsageError("[FATAL] invalid configuration: ca, cert and private key should be all configured.", 1)
+        if all(configured):
+            # Not checked by real TiKV ("TODO: validate whether ca, cert and private key match"): it
+            # starts, its status server fails to start and every TLS connection (PD included) fails,
+            # while it retries PD forever. The simulator refuses at once.
+            try:
+                tlsmod.check_ca(self.ca)
+                tlsmod.check_pair(self.cert, self.key)
+            except tlsmod.TLSFileError as exc:
+                raise common.UsageError(f"[FATAL] tidbsim: unusable TLS files in [security]: {exc} (real TiKV starts, then"
+                                        " fails every TLS connection and retries PD forever)", 1) from None
+
+    def client(self):
+        return tlsmod.client_context(self.ca, self.cert, self.key) if self.enabled else None
+
+    def _path_check(self, method, path, peer):
+        if (method, path) in CERT_CHECK_EXEMPT:
+            return None
+        ok = bool(peer)
+        if ok and self.allowed_cn:
+            common_name = tlsmod.cert_common_name(peer) or ""
+            ok = any(allowed in common_name for allowed in self.allowed_cn)
+        if ok and self.allowed_san:
+            ok = any(allowed in name for name in tlsmod.cert_alt_names(peer) for allowed in self.allowed_san)
+        return None if ok else common.Response(403, b"certificate role error")
+
+    def status_server(self):
+        """The status server's TLS, or None (plain HTTP) unless ca, cert and key are all set."""
+        if not (self.ca and self.cert and self.key):
+            return None
+        restricted = bool(self.allowed_cn or self.allowed_san)
+        return tlsmod.ServerTLS(self.cert, self.key, self.ca, "require" if restricted else "none",
+                                path_check=self._path_check if restricted else None)
 
 
 # How the start-up failures read (TiKV's components/server/src/server.rs; the TiFlash proxy's
@@ -110,9 +199,10 @@ class StoreClient:
     ident_dir: where the store ident lives (TiKV's data dir, the TiFlash proxy's data dir);
     fatals: the start-up failure wording (TIKV_FATALS or PROXY_FATALS)."""
 
-    def __init__(self, runtime, pd_urls, store, disk=None, ident_dir=None, fatals=None):  # pylint: disable=too-many-arguments
+    def __init__(self, runtime, pd_urls, store, disk=None, ident_dir=None, fatals=None, *, tls=None):  # pylint: disable=too-many-arguments
         self.rt = runtime
         self.pd_urls = pd_urls
+        self.tls = tls  # the client SSLContext for https PD URLs (the store's own [security])
         self.store = dict(store, start=time.time())
         self.disk = disk
         self.ident_path = os.path.join(ident_dir, IDENT_FILE) if ident_dir else None
@@ -124,7 +214,7 @@ class StoreClient:
         self.last_error = (None, 0.0)
 
     def _call(self, path, body):
-        _status, data = common.first_answer("POST", self.pd_urls, path, body, accept=lambda status: status == 200)
+        _status, data = common.first_answer("POST", self.pd_urls, path, body, accept=lambda status: status == 200, tls=self.tls)
         return json.loads(data)
 
     def _fatal(self, message):
@@ -138,7 +228,7 @@ class StoreClient:
         if not self.ident_path or self.rt.marker is None or not self.rt.marker.restarted:
             return None
         status, data = common.first_answer("GET", self.pd_urls, "/pd/api/v1/stores?state=0&state=1&state=2",
-                                           accept=lambda status: status in (200, 500))
+                                           accept=lambda status: status in (200, 500), tls=self.tls)
         if status != 200:  # not bootstrapped: no store to adopt
             return None
         found = [s["store"] for s in json.loads(data).get("stores", []) if s["store"]["address"] == self.store["address"]]
@@ -153,7 +243,7 @@ class StoreClient:
 
     def register(self):
         """try_bootstrap_store then PutStore, once at start; any refusal is fatal (exit 1)."""
-        _status, data = common.first_answer("GET", self.pd_urls, "/pd/api/v1/members", accept=lambda status: status == 200)
+        _status, data = common.first_answer("GET", self.pd_urls, "/pd/api/v1/members", accept=lambda status: status == 200, tls=self.tls)
         cluster_id = int(json.loads(data)["header"]["cluster_id"])
         ident = common.load_json(self.ident_path) if self.ident_path else None
         if ident and int(ident["cluster_id"]) != cluster_id:
@@ -209,7 +299,7 @@ class StoreClient:
             if left <= 0:
                 break
             try:
-                status, data = common.http_call("GET", f"{base}/pd/api/v1/store/{self.store_id}", timeout=left)
+                status, data = common.http_call("GET", f"{base}/pd/api/v1/store/{self.store_id}", timeout=left, tls=self.tls)
             except OSError:
                 continue
             if status == 200:
@@ -259,7 +349,9 @@ def main(argv):
                                   "[FATAL] invalid configuration file {path}: {reason}")
     address = advertise(flags["addr"], flags["advertise-addr"], "advertise-addr")
     status_address = advertise(flags["status-addr"], flags["advertise-status-addr"], "advertise-status-addr")
-    pd_urls = pd_endpoints(flags["pd-endpoints"] if flags["pd-endpoints"] is not None else "127.0.0.1:2379")
+    security = KvSecurity(config)
+    security.validate()
+    pd_urls = pd_endpoints(flags["pd-endpoints"] if flags["pd-endpoints"] is not None else "127.0.0.1:2379", security.enabled)
     data_dir = flags["data-dir"]
     capacity = storage.parse_size(flags["capacity"] or storage.get_path(config, "raftstore.capacity", 0), "raftstore.capacity")
     reserve = storage.parse_size(storage.get_path(config, "storage.reserve-space", "5GB"), "storage.reserve-space")
@@ -270,7 +362,7 @@ def main(argv):
     disk.init()
     client = StoreClient(runtime, pd_urls, {"address": address, "peer_address": address, "status_address": status_address,
                                             "version": common.SIM_VERSION.lstrip("v"), "labels": parse_labels(flags["labels"])},
-                         disk, ident_dir=os.path.abspath(data_dir), fatals=TIKV_FATALS)
+                         disk, ident_dir=os.path.abspath(data_dir), fatals=TIKV_FATALS, tls=security.client())
     interval = common.env_float("HEARTBEAT_INTERVAL", 0.5)
 
     def ready_verbose(request):
@@ -283,7 +375,7 @@ def main(argv):
     router.add("GET", "/status", lambda _r: text_response(""))
     router.add("GET", "/ready", ready_verbose)
     router.add("GET", "/metrics", lambda _r: text_response(metrics_text(client)))
-    status_server = common.HttpService(runtime, flags["status-addr"], router, "status")
+    status_server = common.HttpService(runtime, flags["status-addr"], router, "status", tls=security.status_server())
     common.TcpListener(runtime, flags["addr"], "grpc").start()
 
     serving = {"status": False}
