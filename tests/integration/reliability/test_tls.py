@@ -131,6 +131,21 @@ def test_no_private_key_in_engine_metadata(tls_cluster):
     assert not [line for line in bodies if line in text], "a private key line is in docker inspect"
 
 
+def test_a_config_change_rolls_over_tls(tls_cluster):
+    """The rolling path's modules (roll_plan, instance_drain, the gates) work over TLS: a changed TiKV
+    setting replaces TiKV, leaders moved away first, and nothing else."""
+    cluster, first, _second = tls_cluster
+    assert first.rc == 0
+    started = {info["Name"]: info["State"]["StartedAt"] for info in harness.docker_inspect(harness.docker_names(cluster.name))}
+    server_configs = dict(cluster.group_vars["server_configs"])
+    server_configs["tikv"] = dict(server_configs["tikv"], **{"log.level": "warn"})
+    run = cluster.site({"server_configs": server_configs})
+    assert run.rc == 0, run.stdout[-3000:]
+    assert "Rolling one at a time, in this order: " in run.stdout
+    after = {info["Name"]: info["State"]["StartedAt"] for info in harness.docker_inspect(harness.docker_names(cluster.name))}
+    assert [name for name in after if after[name] != started[name]] == [f"/{cluster.name}-tikv0"]
+
+
 def test_switching_tls_off_is_refused_before_any_change(tls_cluster):
     cluster, first, _second = tls_cluster
     assert first.rc == 0
