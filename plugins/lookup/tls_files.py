@@ -1,12 +1,14 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) tidbops maintainers
-# Apache License 2.0 (see LICENSE)
+# Apache License 2.0 (see LICENSE). Runs inside Ansible, which is licensed under the
+# GNU General Public License v3.0+ (https://www.gnu.org/licenses/gpl-3.0.txt); Apache 2.0 code may be combined with it.
 
 from __future__ import annotations
 
 DOCUMENTATION = r'''
 name: tls_files
-author: tidbops maintainers
+author:
+  - tidbops maintainers (@tidbops)
 version_added: 1.0.0
 short_description: What a cluster's TLS directory holds, and which certificates must be issued again
 description:
