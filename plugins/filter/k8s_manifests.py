@@ -105,9 +105,9 @@ def _services(cluster, settings, kind, ports):
 
 
 def _probe(settings, kind, ports, tls):
-    """The registry's probe: an HTTP GET where it names a path, a TCP check otherwise. With TLS the
-    components require a client certificate, which the kubelet's HTTPS probe never presents: a TCP
-    check then."""
+    """The registry's probe: an HTTP GET where it names a path, a TCP check otherwise. With TLS, a TCP
+    check: PD requires a client certificate, the others do once allowed common names are set, and the
+    kubelet's HTTPS probe presents none."""
     if kind == "tiflash" and settings.get("tiflash_probe"):
         handler = dict(settings["tiflash_probe"])
     else:

@@ -508,7 +508,7 @@ def _tls_problems(settings):
         # Rendering (tidb_k8s_render_dir) gates nothing, so it works: the certificates are Secrets.
         problems.append('tidb_tls_enabled works with tidb_backend kubernetes only to render manifests (tidb_k8s_render_dir) '
                         "for now: the gates reach pods through the API server's proxy, which presents no client "
-                        'certificate, and every component requires one once TLS is on')
+                        'certificate, which PD requires once TLS is on')
     return problems
 
 

@@ -141,8 +141,8 @@ class _Builder(object):
             '--advertise-peer-urls=%s://%s' % (self.scheme, self.advertise_at('peer_port')),
             '--config=/etc/pd/pd.toml',
         ]
-        # PD with security.cacert-path serves its client and peer URLs over TLS only and requires a
-        # client certificate signed by the CA (tikv/pd pkg/utils/grpcutil ToTLSConfig).
+        # PD with security.cacert-path serves its client and peer URLs over TLS only, and its embedded
+        # etcd requires a client certificate signed by the CA (tikv/pd server/config GenEmbedEtcdConfig).
         config = _config.merge_server_config(self.security('cacert-path', 'cert-path', 'key-path'),
                                              _user_config(self.settings, 'pd', self.instance))
         return '/pd-server', command, [_file('pd.toml', '/etc/pd/pd.toml', config, self.header)]
