@@ -5,7 +5,7 @@ client certificate gets 200 from PD; switching TLS off on the running cluster is
 anything changes.
 
 The cluster has no TiCI (nor MinIO, which only runs with it): TiCI has no TLS settings and the model
-refuses the combination (test_tls.py in the unit tests).
+refuses the combination (test_tls_certificates.py in the unit tests).
 """
 
 import http.client
