@@ -744,6 +744,8 @@ def build(settings, inventory):
         'kinds': dict((kind.name, _kind_info(kind)) for kind in topo.KINDS),
         'deployed_kinds': deployed_kinds,
         'update_order': [name for name in topo.UPDATE_ORDER if name in deployed_kinds],
+        # A whole-cluster stop (playbooks/tls.yml) takes dependents first, as TiUP's StopCluster does.
+        'stop_order': list(reversed(topo.start_order(deployed_kinds))),
         'restart_kinds': restart_kinds,
         'instances': instances,
         'members': members,

@@ -2,7 +2,8 @@
 of a rendered file is undone and restarts only that instance.
 
 HA topology (3 PD, 3 TiKV, TiDB) without TiCI. TiKV starts with a 2 s simulator delay, so an
-instance restarted only after the previous one passed its gate starts at least 2 s after it.
+instance restarted only after the previous one passed its gate starts at least 2 s after it. The same
+cluster then shows that playbooks/tls.yml refuses to switch TLS with three PD members.
 """
 
 from datetime import datetime
@@ -27,9 +28,16 @@ def _started_at(cluster):
     return started
 
 
-def test_tikv_config_change_rolls_one_instance_at_a_time(make_cluster):
-    cluster = make_cluster("local-ha", groups=("pd_servers", "tikv_servers", "tidb_servers"), group_vars={"tici_enabled": False})
-    extra = {"tidb_gate_timeout": 120, "tidb_container_env": harness.sim_env("tikv", start_delay=TIKV_DELAY)}
+EXTRA = {"tidb_gate_timeout": 120, "tidb_container_env": harness.sim_env("tikv", start_delay=TIKV_DELAY)}
+
+
+@pytest.fixture(scope="module")
+def ha_cluster(make_module_cluster):
+    return make_module_cluster("local-ha", groups=("pd_servers", "tikv_servers", "tidb_servers"), group_vars={"tici_enabled": False})
+
+
+def test_tikv_config_change_rolls_one_instance_at_a_time(ha_cluster):
+    cluster, extra = ha_cluster, EXTRA
     first = cluster.site(extra)
     assert first.rc == 0, f"first converge failed:\n{first.stdout[-4000:]}"
     before = _started_at(cluster)
@@ -59,3 +67,16 @@ def test_tikv_config_change_rolls_one_instance_at_a_time(make_cluster):
     final = _started_at(cluster)
     restarted = sorted(name for name in final if final[name] != after[name])
     assert restarted == [cluster.container("tikv1")], f"expected only tikv1 to restart, restarted: {restarted}"
+
+
+def test_tls_switch_with_three_pd_members_is_refused_before_anything_stops(ha_cluster):
+    """As TiUP's checkTLSEnv: several PD members restarted with the other scheme would dial each
+    other's recorded peer URLs with the old one and never regain a quorum."""
+    cluster = ha_cluster
+    before = {info["Name"]: (info["Id"], info["State"]["StartedAt"]) for info in harness.docker_inspect(harness.docker_names(cluster.name))}
+    assert len(before) == len(cluster.instances()), sorted(before)  # deployed by the test above
+    run = cluster.run("tls", dict(EXTRA, tidb_tls_enabled=True))
+    assert run.rc != 0 and "needs exactly one PD member; the inventory has 3 (pd0, pd1, pd2)" in run.stdout, run.stdout[-3000:]
+    # The preflight has issued the certificates on the controller by then; on the engine nothing changed.
+    after = {info["Name"]: (info["Id"], info["State"]["StartedAt"]) for info in harness.docker_inspect(harness.docker_names(cluster.name))}
+    assert after == before

@@ -1,14 +1,16 @@
 """TLS between components (tidb_tls_enabled): a cluster deployed with it converges and re-runs with
 nothing changed; every HTTP port of PD, TiKV, TiDB, TiFlash and TiCDC refuses plain HTTP and answers
 HTTPS with the client certificate the controller made; PD refuses HTTPS without one; curl with the
-client certificate gets 200 from PD; switching TLS off on the running cluster is refused before
-anything changes.
+client certificate gets 200 from PD; switching TLS off with site.yml is refused before anything
+changes; playbooks/tls.yml switches it off and on again, keeping the data (last, it restarts the cluster).
 
 The cluster has no TiCI (nor MinIO, which only runs with it): TiCI has no TLS settings and the model
 refuses the combination (test_tls_certificates.py in the unit tests).
 """
 
+import base64
 import http.client
+import json
 import os
 import socket
 import ssl
@@ -151,7 +153,76 @@ def test_switching_tls_off_is_refused_before_any_change(tls_cluster):
     assert first.rc == 0
     before = {info["Name"]: (info["Id"], info["State"]["StartedAt"]) for info in harness.docker_inspect(harness.docker_names(cluster.name))}
     run = cluster.site({"tidb_tls_enabled": False})
-    assert run.rc != 0 and "Switching TLS on a deployed cluster is not supported" in run.stdout, run.stdout[-3000:]
+    assert run.rc != 0 and "Switch it with playbooks/tls.yml" in run.stdout, run.stdout[-3000:]
     assert run.changed == 0, "something changed before the refusal"
     after = {info["Name"]: (info["Id"], info["State"]["StartedAt"]) for info in harness.docker_inspect(harness.docker_names(cluster.name))}
     assert after == before
+
+
+def _https_json(cluster, port, path, body=None):
+    tls = _tls_dir(cluster)
+    context = ssl.create_default_context(cafile=str(tls / "ca.crt"))
+    context.load_cert_chain(str(tls / "client.crt"), str(tls / "client.pem"))
+    data = json.dumps(body).encode() if body is not None else None
+    with urllib.request.urlopen(urllib.request.Request(f"https://localhost:{port}{path}", data=data),  # nosec: loopback
+                                timeout=10, context=context) as reply:
+        return json.loads(reply.read())
+
+
+def _plain_json(port, path, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    with urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data), timeout=10) as reply:  # nosec: loopback
+        return json.loads(reply.read())
+
+
+def _pd_view(read, port):
+    """(peer URL schemes of PD's etcd members, {store id: state}, the marker key's value or None)."""
+    members = read(port, "/v3/cluster/member/list", {})["members"]
+    stores = {s["store"]["id"]: s["store"]["state_name"] for s in read(port, "/pd/api/v1/stores")["stores"]}
+    kvs = read(port, "/v3/kv/range", {"key": base64.b64encode(b"/tidbops-test/tls-marker").decode()}).get("kvs") or []
+    marker = base64.b64decode(kvs[0]["value"]).decode() if kvs else None
+    return sorted({url.split("://")[0] for m in members for url in m["peerURLs"]}), stores, marker
+
+
+def _containers(cluster):
+    return {info["Name"]: (info["Id"], info["Config"]["Labels"].get("tidbops.tls"))
+            for info in harness.docker_inspect(harness.docker_names(cluster.name))}
+
+
+def test_tls_playbook_switches_tls_off_and_on_keeping_the_data(tls_cluster):
+    """TiUP's `tiup cluster tls` as playbooks/tls.yml: a dry run changes nothing; the switch stops the
+    cluster, starts it with the other setting and rewrites PD's member peer URLs; PD's etcd data and
+    the stores (same IDs) survive both ways; a second run changes nothing. Last in this file: it
+    restarts the shared cluster."""
+    cluster, first, _second = tls_cluster
+    assert first.rc == 0
+    pd_port = cluster.instances("pd")[0][2]["client_port"]
+    _https_json(cluster, pd_port, "/v3/kv/put", {"key": base64.b64encode(b"/tidbops-test/tls-marker").decode(),
+                                                 "value": base64.b64encode(b"kept").decode()})
+    schemes, stores, marker = _pd_view(lambda port, path, body=None: _https_json(cluster, port, path, body), pd_port)
+    assert schemes == ["https"] and marker == "kept" and set(stores.values()) == {"Up"}, (schemes, stores, marker)
+    before = _containers(cluster)
+
+    dry = cluster.run("tls", {"tidb_tls_enabled": False}, args=("--check", "--diff"))
+    assert dry.rc == 0 and dry.changed > 0, dry.stdout[-3000:]
+    assert _containers(cluster) == before, "the dry run changed a container"
+
+    off = cluster.run("tls", {"tidb_tls_enabled": False})
+    assert off.rc == 0, off.stdout[-4000:]
+    assert set(off.gate_ends()) >= {"pd", "tikv", "tidb", "tiflash", "ticdc"}, sorted(off.gate_ends())
+    assert {label for _id, label in _containers(cluster).values()} == {"off"}
+    assert _pd_view(_plain_json, pd_port) == (["http"], stores, "kept")
+    for kind, port, path in _ports(cluster):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as reply:  # nosec: loopback
+            assert reply.status == 200, (kind, port)
+
+    on = cluster.run("tls", {"tidb_tls_enabled": True})
+    assert on.rc == 0, on.stdout[-4000:]
+    assert _pd_view(lambda port, path, body=None: _https_json(cluster, port, path, body), pd_port) == (["https"], stores, "kept")
+    assert {label for _id, label in _containers(cluster).values()} == {"on"}
+    for kind, port, path in _ports(cluster):
+        answer = _plain(port, path)
+        assert answer[0] == "closed" or answer[1] == 400, (kind, port, answer)
+
+    again = cluster.run("tls", {"tidb_tls_enabled": True})
+    assert again.rc == 0 and again.changed == 0, f"a second tls.yml changed {again.changed}:\n{again.stdout[-3000:]}"

@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 import yaml
 
-from ansible_collections.tidbops.cluster.plugins.module_utils import _model
+from ansible_collections.tidbops.cluster.plugins.module_utils import _model, _topology
 from ansible_collections.tidbops.cluster.plugins.module_utils import _process
 from ansible_collections.tidbops.cluster.plugins.module_utils import _topology as topo
 
@@ -364,6 +364,14 @@ def test_update_order_and_restart_kinds_follow_tiup():
     assert model["update_order"] == ["tiflash", "ticdc", "tici_worker", "tici_meta", "pd", "tikv", "tidb", "minio"]
     assert model["restart_kinds"] == ["ticdc", "tikv", "tidb"]
     assert ok()["restart_kinds"] == model["deployed_kinds"]
+
+
+def test_a_whole_cluster_stops_dependents_first():
+    stop = ok()["stop_order"]
+    # Each kind stops before every kind it depends on (the registry's depends, reversed start order).
+    for kind in stop:
+        assert all(stop.index(kind) < stop.index(dep) for dep in _topology.BY_NAME[kind].depends if dep in stop), (kind, stop)
+    assert stop[-1] == "pd" and sorted(stop) == sorted(ok()["deployed_kinds"])
 
 
 def test_stop_grace_adds_tidbs_graceful_wait():

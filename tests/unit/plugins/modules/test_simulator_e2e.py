@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import pytest
 
-from ansible_collections.tidbops.cluster.plugins.modules import component_ready, pd_replication_config, ticdc_changefeed
+from ansible_collections.tidbops.cluster.plugins.modules import component_ready, pd_peer_urls, pd_replication_config, ticdc_changefeed
 
 testing = pytest.importorskip('tidbsim.testing')
 
@@ -137,3 +137,23 @@ def test_tici_meta_election_and_tiflash_store(cluster, run_module, tmp_path):
     result = ready(run_module, component='tiflash', pd_endpoint=pd.url(), store_addresses=['127.0.0.1:%d' % service],
                    endpoints=['http://127.0.0.1:%d' % status])
     assert [i['reason'] for i in result['instances']][-1] == 'store-status Running'
+
+
+def test_pd_peer_urls_on_real_etcd(cluster, run_module):
+    """The simulated PD's etcd is a real etcd 3.5 behind PD's gateway, so the member update is etcd's own.
+    A single member never dials its own peer URL, so the scheme can be flipped and back."""
+    url = cluster['pd'].url()
+    dry = run_module(pd_peer_urls, dict(endpoints=[url], scheme='https'), check_mode=True, diff=True)
+    assert dry.get('failed') is not True, dry.get('msg')
+    assert dry['changed'] is True and dry['updated'] == ['pd0'] and dry['members'][0]['peer_urls'][0].startswith('https://')
+    listed = run_module(pd_peer_urls, dict(endpoints=[url], scheme='http'))
+    assert listed['changed'] is False, 'the dry run changed the member'
+    try:
+        done = run_module(pd_peer_urls, dict(endpoints=[url], scheme='https'), diff=True)
+        assert done.get('failed') is not True, done.get('msg')
+        assert done['changed'] is True and done['members'][0]['peer_urls'][0].startswith('https://')
+        assert done['diff']['before']['pd0'][0].startswith('http://') and done['diff']['after']['pd0'][0].startswith('https://')
+        assert run_module(pd_peer_urls, dict(endpoints=[url], scheme='https'))['changed'] is False
+    finally:
+        back = run_module(pd_peer_urls, dict(endpoints=[url], scheme='http'))
+    assert back['changed'] is True and back['members'][0]['peer_urls'][0].startswith('http://')
