@@ -126,6 +126,20 @@ def instance_vars(name):
     return found
 
 
+def tiup_role(name):
+    """TiUP's role name of a kind (pingcap/tiup pkg/cluster/spec/instance.go: pd, tikv, tidb, tiflash, cdc,
+    tici-meta, tici-worker), which names its service and its deploy directory: the server_configs key
+    with dashes."""
+    return (BY_NAME[name].config_key or name).replace('_', '-')
+
+
+def tiup_role(name):
+    """TiUP's role name of a kind (pingcap/tiup pkg/cluster/spec/instance.go: pd, tikv, tidb, tiflash, cdc,
+    tici-meta, tici-worker), which names its service and its deploy directory: the server_configs key
+    with dashes."""
+    return (BY_NAME[name].config_key or name).replace('_', '-')
+
+
 def start_order(names):
     """``names`` sorted so that every kind comes after the kinds it depends on (registry order breaks ties)."""
     ordered, pending = [], [name for name in NAMES if name in names]
