@@ -1,10 +1,11 @@
 # tidbops.cluster: every target sets up what it needs (venv, engine, simulator image) itself.
 #
-#   make demo        simulator-backed local cluster on Docker (ENGINE=podman for Podman)
+#   make demo        simulator-backed local cluster on Docker (ENGINE=podman for Podman), status, smoke test
 #   make deploy      real images: INVENTORY=inventories/local by default
 #   make destroy     remove containers and network, keep data volumes
 #   make test        lint, sanity, unit, simulator, Kubernetes validation, integration, molecule
 #   make bench       benchmarks (not part of make test)
+#   make dist        the collection tarball, dist/tidbops-cluster-<version>.tar.gz
 #   make reliability only the reliability suite (fault matrix, faults, secrets, bad input; in make test)
 
 SHELL := /bin/bash
@@ -30,7 +31,7 @@ export CONTAINERS_CONF ?= $(TIDBOPS_STATE)/podman/containers.conf
 export CONTAINERS_STORAGE_CONF ?= $(TIDBOPS_STATE)/podman/storage.conf
 
 .PHONY: help venv collections engine sim-image lint sanity unit k8s-validate integration reliability test \
-        demo deploy destroy status bench clean
+        demo deploy destroy status bench dist clean
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -86,11 +87,19 @@ reliability: venv
 
 test: lint sanity unit k8s-validate integration
 
+# What users install (ansible-galaxy collection install dist/tidbops-cluster-*.tar.gz), and what
+# execution-environment.yml builds on.
+dist: venv
+	rm -rf dist
+	ansible-galaxy collection build --output-path dist .
+
 demo: venv sim-image
 	ansible-playbook -i inventories/$(if $(filter podman,$(ENGINE)),local-podman,local) \
 	  -e @inventories/simulator.yml playbooks/site.yml
 	ansible-playbook -i inventories/$(if $(filter podman,$(ENGINE)),local-podman,local) \
 	  -e @inventories/simulator.yml playbooks/status.yml
+	ansible-playbook -i inventories/$(if $(filter podman,$(ENGINE)),local-podman,local) \
+	  -e @inventories/simulator.yml playbooks/smoke.yml
 
 deploy: venv engine
 	ansible-playbook -i $(INVENTORY) playbooks/site.yml
@@ -107,4 +116,4 @@ bench: venv
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf .cache tests/output .pytest_cache
+	rm -rf .cache tests/output .pytest_cache dist

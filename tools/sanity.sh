@@ -4,8 +4,10 @@
 # ansible-test wants the collection at .../ansible_collections/<ns>/<name>/ inside a git
 # repository, and bootstraps pip from a host this machine cannot reach. So this script:
 #  1. places a stand-in get-pip script where ansible-test looks first (its cache);
-#  2. copies the files git knows (tracked and untracked-but-not-ignored) into a scratch tree
-#     laid out as ansible_collections/tidbops/cluster, commits them there, and runs sanity.
+#  2. builds the collection tarball (what `make dist` ships) and unpacks it into a scratch tree laid
+#     out as ansible_collections/tidbops/cluster, so sanity checks the built collection;
+#  3. adds the files git knows (tracked and untracked-but-not-ignored) that the build leaves out
+#     (tests, tools, benchmarks, molecule...), so they stay checked too; commits and runs sanity.
 # Extra arguments go to ansible-test (for example: --test pep8).
 set -euo pipefail
 
@@ -30,11 +32,14 @@ subprocess.check_call([sys.executable, "-m", "ensurepip", "--upgrade"])
 subprocess.check_call([sys.executable, "-m", "pip", "install", "--disable-pip-version-check"] + args)
 EOF
 
-rm -rf "$dest"
+rm -rf "$dest" "$scratch/dist"
 mkdir -p "$dest"
 cd "$top"
+"$venv/bin/ansible-galaxy" collection build --output-path "$scratch/dist" "$top" >/dev/null
+tar -xzf "$scratch"/dist/tidbops-cluster-*.tar.gz -C "$dest"
 git ls-files -z --cached --others --exclude-standard | while IFS= read -r -d '' f; do
   [ -e "$f" ] || continue  # deleted in the work tree but still in the index
+  [ -e "$dest/$f" ] && continue  # shipped: sanity checks the built copy
   mkdir -p "$dest/$(dirname "$f")"
   cp -p "$f" "$dest/$f"
 done

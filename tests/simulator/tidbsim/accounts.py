@@ -4,7 +4,7 @@ Real TiDB keeps accounts in the mysql.user table (in TiKV) and answers the MySQL
 (pingcap/tidb pkg/executor/simple.go CREATE/ALTER/DROP USER, grant.go and revoke.go GRANT/REVOKE,
 pkg/privilege/privileges/cache.go SHOW GRANTS). The simulator keeps one JSON record per account in PD's
 etcd (every TiDB instance sees the same accounts, and they survive restarts) and serves exactly the
-statements community.mysql.mysql_user sends, plus the DDL TiCI meta runs on its own database. Any other
+statements community.mysql.mysql_user sends (fts.py answers tables and databases, with may_use_database). Any other
 account statement is an error, so a client that needs more shows up here, not in production.
 The columns of mysql.user that clients look up in information_schema are USER_TABLE_COLUMNS.
 
@@ -139,8 +139,6 @@ class Accounts:
             (r"REVOKE (.+?) ON " + _TARGET + r" FROM " + _ACCOUNT, self._revoke),
             (r"DROP USER (IF EXISTS )?" + _ACCOUNT, self._drop),
             (r"FLUSH PRIVILEGES", lambda _user: ([], [])),
-            (r"CREATE DATABASE (?:IF NOT EXISTS )?`?(\w+)`?", self._ddl),
-            (r"CREATE TABLE (?:IF NOT EXISTS )?`?(\w+)`?\.`?\w+`? \(.*\)", self._ddl),
         ]
 
     def _require_admin(self, session_user, what):
@@ -257,9 +255,4 @@ class Accounts:
                 return [], []
             raise SQLError(1396, f"Operation DROP USER failed for '{user}'@'{host}'")
         self.delete(user, host)
-        return [], []
-
-    def _ddl(self, session_user, database):
-        if not self.may_use_database(session_user, database):
-            raise SQLError(1044, f"Access denied for user '{session_user}'@'%' to database '{database}'")
         return [], []

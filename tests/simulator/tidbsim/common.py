@@ -645,6 +645,12 @@ def is_up_tikv(store):
     return store["store"]["state_name"] == "Up" and not any(label["key"] == "engine" for label in labels)
 
 
+def is_up_tiflash(store):
+    """A PD /stores entry of an Up TiFlash (its engine label says tiflash)."""
+    labels = store["store"].get("labels") or []
+    return store["store"]["state_name"] == "Up" and any(label["key"] == "engine" and label["value"] == "tiflash" for label in labels)
+
+
 def tso(wall=None):
     """A TiDB timestamp: physical milliseconds shifted by 18 logical bits."""
     return int((time.time() if wall is None else wall) * 1000) << 18

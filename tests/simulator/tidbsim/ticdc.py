@@ -26,7 +26,7 @@ import time
 import urllib.parse
 import uuid
 
-from . import common, s3check
+from . import common, fts, s3check
 from . import tls as tlsmod
 from .common import Flag, json_response
 from .etcd import Etcd
@@ -223,6 +223,19 @@ class Capture:
             self.rt.try_ready()
         if self.initialized():
             self.schedule_tables()
+            self.replicate()
+
+    def replicate(self):
+        """Owner: each changefeed in state normal writes the row events past its checkpoint to its sink
+        (fts.export); a paused or failed changefeed writes nothing."""
+        for _key, value, _rev in self.etcd.get_prefix(self.feed_prefix):
+            record = json.loads(value)
+            if record["state"] != "normal":
+                continue
+            try:
+                fts.export(self.etcd, f"{self.cluster}/{record['id']}", record["sink_uri"], self.rt.log)
+            except Exception as exc:  # pylint: disable=broad-exception-caught  # a sink error is retried, as TiCDC does
+                self.rt.log(f"changefeed {record['id']}: sink write failed, retrying: {exc}")
 
     def refresh(self):
         """Read the captures, the owner campaign and the simulator's table state from PD's etcd."""

@@ -17,7 +17,7 @@ Config keys are read in both spellings (kebab-case, and the older snake_case).
 
 import urllib.parse
 
-from . import common, s3check
+from . import common, fts, s3check
 from .common import Flag, json_response, text_response
 from .etcd import Etcd
 
@@ -188,6 +188,10 @@ class TiCI:
             self._note(f"S3 is not usable: {reason}")
             return
         self._note(None)
+        try:
+            fts.index_new_files(self.etcd, s3, self.rt.log)
+        except Exception as exc:  # pylint: disable=broad-exception-caught  # read again on the next tick
+            self.rt.log(f"reading the changefeed's files failed, retrying: {exc}")
 
     def status(self, _request):
         if self.held_back():

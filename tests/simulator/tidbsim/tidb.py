@@ -2,9 +2,9 @@
 
 Accounts: root with an empty password at bootstrap, the accounts made with CREATE USER (kept in PD's
 etcd, see accounts.py), plus `TIDBSIM_TIDB_USERS="user:password,..."` (test setup).
-SQL: SELECT 1, SELECT VERSION(), SELECT tidb_version(), the account statements of accounts.py, and what
-mysql-mimic answers on its own (session variables, SET, SHOW VARIABLES); anything else is an error 1105
-like an unsupported statement.
+SQL: SELECT 1, SELECT VERSION(), SELECT tidb_version(), the account statements of accounts.py, the
+tables, full-text indexes and FTS_MATCH_WORD queries of fts.py, and what mysql-mimic answers on its own
+(session variables, SET, SHOW VARIABLES, USE); anything else is an error 1105 like an unsupported statement.
 
 SIGTERM starts TiDB's shutdown: /status answers 500 at once, the process waits
 `graceful-wait-before-shutdown` seconds (from --config, default 0) and then exits.
@@ -20,6 +20,7 @@ import time
 from . import common
 from . import tls as tlsmod
 from .accounts import USER_TABLE_COLUMNS, Accounts, SQLError
+from .fts import SQLError as FtsError, Tables
 from .common import Flag, json_response, text_response
 from .etcd import Etcd
 
@@ -192,6 +193,15 @@ def start_mysql(runtime, host, port, pd_urls, security):  # pylint: disable=too-
     MysqlStream.start_tls = _start_tls_keeping_buffered_bytes
 
     users = Accounts(Etcd(pd_urls), static_accounts())
+
+    def tiflash_up():
+        try:
+            _status, data = common.first_answer("GET", pd_urls, "/pd/api/v1/stores", accept=lambda s: s == 200,
+                                                tls=security.client())
+        except OSError:
+            return False
+        return any(common.is_up_tiflash(store) for store in json.loads(data)["stores"])
+    tables = Tables(Etcd(pd_urls), users, tiflash_up)
     schema = dict(SYSTEM_VARIABLES)
     schema["version"] = (str, VERSION, False)
     # TiDB's default (pingcap/tidb pkg/parser/mysql DefaultSQLMode); mysql-mimic's own default has
@@ -228,8 +238,10 @@ def start_mysql(runtime, host, port, pd_urls, security):  # pylint: disable=too-
         async def handle_query(self, sql, attrs):
             # Account statements first: sqlglot does not parse all of them (SHOW CREATE USER ...).
             try:
-                result = users.execute(self.username, sql)
-            except SQLError as exc:
+                result = tables.execute(self.username, self.database, sql)
+                if result is None:
+                    result = users.execute(self.username, sql)
+            except (SQLError, FtsError) as exc:
                 raise MysqlError(exc.message, exc.code) from None
             if result is not None:
                 return result
