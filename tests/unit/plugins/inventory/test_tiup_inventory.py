@@ -80,19 +80,40 @@ def test_topology_example_through_ansible_inventory(tmp_path):
     assert 'fields accepted but not applied: tcp_port' in ' '.join(stderr.split())
 
 
-@pytest.mark.parametrize('example, counts', [
-    ('minimal.yaml.txt', {'pd_servers': 3, 'tikv_servers': 3, 'tidb_servers': 3, 'tiflash_servers': 2}),
-    ('multi-dc.yaml.txt', {'pd_servers': 3, 'tikv_servers': 5, 'tidb_servers': 3, 'tiflash_servers': 2}),
-    ('tici.topology.example.yaml.txt', {'pd_servers': 3, 'tikv_servers': 6, 'tidb_servers': 4, 'tiflash_servers': 4,
-                                        'cdc_servers': 1, 'tici_meta_servers': 1, 'tici_worker_servers': 1}),
-    ('tici.topology.minimal.yaml.txt', {'pd_servers': 1, 'tikv_servers': 1, 'tidb_servers': 1, 'tiflash_servers': 1,
-                                        'cdc_servers': 1, 'tici_meta_servers': 1, 'tici_worker_servers': 1}),
-])
-def test_every_tiup_example_converts(example, counts):
-    found = _tiup.convert(yaml.safe_load((TIUP_EXAMPLES / example).read_text(encoding='utf-8')))
-    assert dict((group, len(hosts)) for group, hosts in found['groups'].items()) == counts
-    assert found['vars']['tici_enabled'] is ('tici' in example)
-    assert found['warnings'][0].startswith('not deployed by tidbops.cluster, left out: ') and 'monitoring_servers' in found['warnings'][0]
+def _hosts(role, port, *last_octets):
+    return ['%s-10.0.1.%d-%d' % (role, octet, port) for octet in last_octets]
+
+
+# Read off each file: every server entry's host and main port (TiUP's default where the entry has none).
+EXPECTED = {
+    'minimal.yaml.txt': {'pd_servers': _hosts('pd', 2379, 11, 12, 13), 'tidb_servers': _hosts('tidb', 4000, 14, 15, 16),
+                         'tikv_servers': _hosts('tikv', 20160, 17, 18, 19), 'tiflash_servers': _hosts('tiflash', 3930, 20, 21)},
+    'multi-dc.yaml.txt': {'pd_servers': _hosts('pd', 2379, 11, 13, 15), 'tidb_servers': _hosts('tidb', 4000, 16, 17, 18),
+                          'tikv_servers': _hosts('tikv', 20160, 19, 20, 21, 22, 23), 'tiflash_servers': _hosts('tiflash', 3930, 24, 25)},
+    'tici.topology.example.yaml.txt': {
+        'pd_servers': _hosts('pd', 2379, 11, 12, 13),
+        'tidb_servers': sorted(_hosts('tidb', 4000, 14, 15) + _hosts('tidb', 4001, 14, 15)),
+        'tikv_servers': sorted(_hosts('tikv', 20160, 16, 17, 18) + _hosts('tikv', 20161, 16, 17, 18)),
+        'tiflash_servers': sorted(_hosts('tiflash', 3930, 19, 20) + _hosts('tiflash', 3931, 19, 20)),
+        'cdc_servers': _hosts('cdc', 8300, 20), 'tici_meta_servers': _hosts('tici-meta', 8500, 21),
+        'tici_worker_servers': _hosts('tici-worker', 8510, 23)},
+    'tici.topology.minimal.yaml.txt': {
+        'pd_servers': ['pd-127.0.0.1-2379'], 'tidb_servers': ['tidb-127.0.0.1-4000'], 'tikv_servers': ['tikv-127.0.0.1-20160'],
+        'tiflash_servers': ['tiflash-127.0.0.1-3930'], 'cdc_servers': ['cdc-127.0.0.1-8300'],
+        'tici_meta_servers': ['tici-meta-127.0.0.1-8500'], 'tici_worker_servers': ['tici-worker-127.0.0.1-8510']},
+}
+
+
+@pytest.mark.parametrize('example', sorted(EXPECTED))
+def test_every_tiup_example_through_ansible_inventory(tmp_path, example):
+    (tmp_path / 'topology.yaml').write_bytes((TIUP_EXAMPLES / example).read_bytes())
+    data, stderr = inventory(tmp_path, {'plugin': 'tidbops.cluster.tiup', 'topology': 'topology.yaml'})
+    groups = dict((group, hosts_of(data, group)) for group in _topology.GROUPS if hosts_of(data, group))
+    assert groups == EXPECTED[example]
+    flash = data['_meta']['hostvars'][EXPECTED[example]['tiflash_servers'][-1]]
+    assert flash['flash_service_port'] == int(EXPECTED[example]['tiflash_servers'][-1].rsplit('-', 1)[1])
+    assert flash['tici_enabled'] is ('tici' in example)
+    assert 'not deployed by tidbops.cluster, left out: ' in ' '.join(stderr.split()) and 'monitoring_servers' in stderr
 
 
 def test_multi_dc_server_configs_and_labels_pass_through():
