@@ -143,9 +143,10 @@ class Smoke:
                 self._drop_leftovers(cursor, cleanup)
                 for sql in setup:
                     self._run(cursor, sql)
-                try:
-                    found = self._poll(cursor, query)
-                finally:
+            try:
+                found = self._poll(connection, query)
+            finally:
+                with connection.cursor() as cursor:
                     for sql in cleanup:
                         self._run(cursor, sql)
         finally:
@@ -160,17 +161,31 @@ class Smoke:
             except Exception:  # pylint: disable=broad-exception-caught  # nothing left to drop
                 pass
 
-    def _poll(self, cursor, query):
+    def _query(self, connection, query):
+        """The IDs found, or the error text of a query that failed (TiDB restarting, a lost connection)."""
+        try:
+            with connection.cursor() as cursor:
+                return sorted(str(row[0]) for row in self._run(cursor, query))
+        except Exception as exc:  # pylint: disable=broad-exception-caught  # retried until the deadline
+            if hasattr(connection, 'ping'):
+                try:
+                    connection.ping(reconnect=True)
+                except Exception:  # pylint: disable=broad-exception-caught  # the next poll tries again
+                    pass
+            return 'failed: %s' % exc
+
+    def _poll(self, connection, query):
         wanted = expected_ids()
         while True:
-            found = sorted(str(row[0]) for row in self._run(cursor, query))
+            found = self._query(connection, query)
             self.observations.append(found)
             if found == wanted:
                 return found
             if not self.deadline.pause():
                 problems = diagnose(self.client, self.links)
-                raise SmokeError('full-text search did not find the rows within %gs: the last query found %s, expected ids %s. %s'
-                                 % (self.deadline.timeout, json.dumps(found), json.dumps(wanted),
+                last = ('found %s' % json.dumps(found)) if isinstance(found, list) else found
+                raise SmokeError('full-text search did not find the rows within %gs: the last query %s, expected ids %s. %s'
+                                 % (self.deadline.timeout, last, json.dumps(wanted),
                                     ('Broken: %s.' % '; '.join(problems)) if problems else
                                     'Every link answered (changefeed normal, TiCI worker up, TiFlash Up): TiCI did not index the '
                                     'rows in time.'))

@@ -125,13 +125,6 @@ class Tables:
             if current is not None and self.etcd.compare_and_put(NEXT_ID, current, str(nxt)):
                 return nxt
 
-    def rows(self, record):
-        found = {}
-        for _key, value, _rev in self.etcd.get_prefix(f"{EVENT_PREFIX}{record['id']:010d}/"):
-            event = json.loads(value)
-            found[json.dumps([event["data"].get(col) for col in record["pk"]])] = event["data"]
-        return list(found.values())
-
     # ------------------------------------------------------------ statements
 
     def execute(self, user, database, sql):
