@@ -129,10 +129,11 @@ class TiCI:
 
     def pd_problem(self, exc):
         """What failed talking to PD, with the likely reason when PD closed the connection."""
-        text = f"PD at {','.join(self.pd_urls)} failed: {exc}"
         if isinstance(exc, (ConnectionResetError, ConnectionAbortedError)) or "closed connection" in str(exc):
-            text += " (TiCI talks to PD in clear text; a PD that serves TLS closes such connections)"
-        return text
+            # One text for every way the connection ends (reset, or closed before an answer), so it is logged once.
+            return (f"PD at {','.join(self.pd_urls)} closed the connection (TiCI talks to PD in clear text; a PD that serves "
+                    "TLS closes such connections)")
+        return f"PD at {','.join(self.pd_urls)} failed: {exc}"
 
     def held_back(self):
         """The fault switches keep the component "not ready": no campaign, no 200 on /status."""
