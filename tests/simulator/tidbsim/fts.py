@@ -328,31 +328,33 @@ def export(etcd, feed_key, sink_uri, log):
     if not sink:
         return 0
     endpoint, bucket, path, key, secret, region = sink
+    # The checkpoint: the last event key written, per table (keys order the events within a table only).
     checkpoint_key = SINK_PREFIX + feed_key
-    done = etcd.get(checkpoint_key) or ""
+    done = json.loads(etcd.get(checkpoint_key) or "{}")
     tables = dict((json.loads(v)["id"], json.loads(v)) for _k, v, _r in etcd.get_prefix(TABLE_PREFIX))
     pending = {}
     for event_key, value, _rev in etcd.get_prefix(EVENT_PREFIX):
-        if event_key > done:
-            pending.setdefault(int(event_key[len(EVENT_PREFIX):].split("/")[0]), []).append((event_key, json.loads(value)))
+        table_id = event_key[len(EVENT_PREFIX):].split("/")[0]
+        if event_key > done.get(table_id, ""):
+            pending.setdefault(table_id, []).append((event_key, json.loads(value)))
     if not pending:
         return 0
     client = _client(endpoint, key, secret, region)
-    written, last = 0, done
+    written = 0
     for table_id, events in sorted(pending.items()):
-        record = tables.get(table_id)
-        if record is None:
-            last = max(last, events[-1][0])
+        record = tables.get(int(table_id))
+        done[table_id] = events[-1][0]
+        if record is None:  # dropped since: nothing to write
+            etcd.put(checkpoint_key, json.dumps(done, sort_keys=True))
             continue
         lines = [json.dumps({"id": 0, "database": record["db"], "table": record["name"], "pkNames": record["pk"], "isDdl": False,
                              "type": event["type"], "es": event["commit_ts"] // 1000000, "ts": int(time.time() * 1000), "sql": "",
                              "data": [event["data"]], "old": None, "_tidb": {"commitTs": event["commit_ts"]}})
                  for _event_key, event in events]
-        name = f"{path}/{table_id}/1/CDC{events[0][1]['commit_ts']:020d}.json"
+        name = f"{path}/{int(table_id)}/1/CDC{events[0][1]['commit_ts']:020d}.json"
         client.put_object(Bucket=bucket, Key=name, Body=("\n".join(lines) + "\n").encode())
         written += len(events)
-        last = max(last, events[-1][0])
-    etcd.put(checkpoint_key, last)
+        etcd.put(checkpoint_key, json.dumps(done, sort_keys=True))
     log(f"sink: {written} row events to s3://{bucket}/{path}")
     return written
 

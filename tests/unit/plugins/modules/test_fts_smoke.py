@@ -95,6 +95,23 @@ def test_rows_are_found_only_through_the_whole_path(fts):
         sql(tidb, "INSERT INTO fts.t VALUES ('5', 'x')")
 
 
+def test_each_table_keeps_its_own_place_in_the_changefeed(fts):
+    """Rows of an older table, inserted after a newer table's, still travel."""
+    tidb = fts["tidb"]
+    sql(tidb, "CREATE DATABASE two", "CREATE TABLE two.a (id VARCHAR(10), body TEXT, PRIMARY KEY (id))",
+        "CREATE TABLE two.b (id VARCHAR(10), body TEXT, PRIMARY KEY (id))",
+        "ALTER TABLE two.a ADD FULLTEXT INDEX fa (body) WITH PARSER standard",
+        "ALTER TABLE two.b ADD FULLTEXT INDEX fb (body) WITH PARSER standard")
+
+    def search(table):
+        return sorted(row[0] for row in sql(tidb, f"SELECT id FROM two.{table} WHERE fts_match_word('kiwi', body)"))
+    sql(tidb, "INSERT INTO two.b VALUES ('1', 'kiwi')")
+    testing.wait_until(lambda: search("b") == ["1"], 20, "table b's row")
+    sql(tidb, "INSERT INTO two.a VALUES ('1', 'kiwi')")
+    testing.wait_until(lambda: search("a") == ["1"], 20, "table a's row, written after b's")
+    sql(tidb, "ALTER TABLE two.a DROP INDEX fa", "ALTER TABLE two.b DROP INDEX fb", "DROP DATABASE two")
+
+
 def test_the_smoke_module_passes_and_names_a_paused_changefeed(fts, run_module):
     links = {"changefeed": {"endpoints": [fts["cdc"].url()], "id": FEED},
              "tici_worker_endpoints": [fts["worker"].url(port=fts["worker"].status_port)], "pd_endpoint": fts["pd"].url()}
