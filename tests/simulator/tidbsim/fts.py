@@ -27,6 +27,8 @@ import json
 import re
 import time
 
+from .accounts import SQLError
+
 ELECTION_PREFIX = "/tici/metaservice/election/"
 DB_PREFIX = "/tidbsim/sql/db/"
 TABLE_PREFIX = "/tidbsim/sql/table/"
@@ -40,15 +42,6 @@ FIRST_TABLE_ID = 100
 
 _NAME = r"`?(\w+)`?"
 _QNAME = r"(?:`?(\w+)`?\.)?`?(\w+)`?"
-
-
-class SQLError(Exception):
-    """A MySQL error: (code, message)."""
-
-    def __init__(self, code, message):
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 def words(text):

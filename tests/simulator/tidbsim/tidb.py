@@ -20,7 +20,7 @@ import time
 from . import common
 from . import tls as tlsmod
 from .accounts import USER_TABLE_COLUMNS, Accounts, SQLError
-from .fts import SQLError as FtsError, Tables
+from .fts import Tables
 from .common import Flag, json_response, text_response
 from .etcd import Etcd
 
@@ -241,7 +241,7 @@ def start_mysql(runtime, host, port, pd_urls, security):  # pylint: disable=too-
                 result = tables.execute(self.username, self.database, sql)
                 if result is None:
                     result = users.execute(self.username, sql)
-            except (SQLError, FtsError) as exc:
+            except SQLError as exc:
                 raise MysqlError(exc.message, exc.code) from None
             if result is not None:
                 return result
