@@ -594,7 +594,8 @@ class EtcdProcess:
         if self.stopping:
             return
         lines = self.tail(8)
-        if any("permanently removed from the cluster" in line for line in self.tail(40)):
+        # The whole log: etcd may print a long goroutine dump after the line (seen under load).
+        if any("permanently removed from the cluster" in line for line in self.tail(100000)):
             # etcd stops once it learns that it was removed (DELETE /members/...): this member is
             # gone for good, and its data dir must be removed before it can join again.
             self.rt.log("[FATAL] this PD member has been removed from the cluster (etcd: the member has been permanently"

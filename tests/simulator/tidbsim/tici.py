@@ -129,8 +129,9 @@ class TiCI:
 
     def pd_problem(self, exc):
         """What failed talking to PD, with the likely reason when PD closed the connection."""
-        if isinstance(exc, (ConnectionResetError, ConnectionAbortedError)) or "closed connection" in str(exc):
-            # One text for every way the connection ends (reset, or closed before an answer), so it is logged once.
+        if (isinstance(exc, ConnectionError) and not isinstance(exc, ConnectionRefusedError)) or "closed connection" in str(exc):
+            # One text for every way PD ends the connection (a reset, a broken pipe, a close before the answer;
+            # a refusal means no PD listens), so it is logged once.
             return (f"PD at {','.join(self.pd_urls)} closed the connection (TiCI talks to PD in clear text; a PD that serves "
                     "TLS closes such connections)")
         return f"PD at {','.join(self.pd_urls)} failed: {exc}"
