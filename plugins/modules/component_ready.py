@@ -180,19 +180,26 @@ from ansible_collections.tidbops.cluster.plugins.module_utils._http import CONNE
 from ansible_collections.tidbops.cluster.plugins.module_utils._waiter import FAILED, Deadline, wait_for
 
 
+# The options; plugins/action runs the same code with them when the task runs on the controller.
+ARGUMENT_SPEC = dict(
+    component=dict(type='str', required=True, choices=list(COMPONENTS)),
+    endpoints=dict(type='list', elements='str', default=[]),
+    pd_endpoint=dict(type='str'),
+    store_addresses=dict(type='list', elements='str'),
+    timeout=dict(type='float', default=600),
+    interval=dict(type='float', default=0.2),
+    max_interval=dict(type='float', default=0.5),
+    restarted=dict(type='bool', default=False),
+)
+ARGUMENT_SPEC.update(CONNECTION_ARGSPEC)
+
+
 def main():
-    argument_spec = dict(
-        component=dict(type='str', required=True, choices=list(COMPONENTS)),
-        endpoints=dict(type='list', elements='str', default=[]),
-        pd_endpoint=dict(type='str'),
-        store_addresses=dict(type='list', elements='str'),
-        timeout=dict(type='float', default=600),
-        interval=dict(type='float', default=0.2),
-        max_interval=dict(type='float', default=0.5),
-        restarted=dict(type='bool', default=False),
-    )
-    argument_spec.update(CONNECTION_ARGSPEC)
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    run(AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True))
+
+
+def run(module):
+    """The module's work, given AnsibleModule or the controller's stand-in for it."""
 
     errors = validate(module.params)
     if errors:

@@ -314,20 +314,27 @@ DIRECTORY_OPTIONS = dict(
 )
 
 
+# The options; plugins/action runs the same code with them when the task runs on the controller.
+ARGUMENT_SPEC = dict(
+    path=dict(type='path'),
+    mode=dict(type='raw', default='0750'),
+    files=dict(type='list', elements='dict', default=[], options=FILE_OPTIONS),
+    secret_files=dict(type='list', elements='dict', default=[], options=SECRET_FILE_OPTIONS, no_log=False),
+    directories=dict(type='list', elements='dict', options=DIRECTORY_OPTIONS),
+)
+ARGUMENT_RULES = dict(
+    # Checked before the defaults of mode, files and secret_files are filled in.
+    required_one_of=[('path', 'directories')],
+    mutually_exclusive=[('directories', option) for option in ('path', 'mode', 'files', 'secret_files')],
+)
+
+
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            path=dict(type='path'),
-            mode=dict(type='raw', default='0750'),
-            files=dict(type='list', elements='dict', default=[], options=FILE_OPTIONS),
-            secret_files=dict(type='list', elements='dict', default=[], options=SECRET_FILE_OPTIONS, no_log=False),
-            directories=dict(type='list', elements='dict', options=DIRECTORY_OPTIONS),
-        ),
-        # Checked before the defaults of mode, files and secret_files are filled in.
-        required_one_of=[('path', 'directories')],
-        mutually_exclusive=[('directories', option) for option in ('path', 'mode', 'files', 'secret_files')],
-        supports_check_mode=True,
-    )
+    run(AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True, **ARGUMENT_RULES))
+
+
+def run(module):
+    """The module's work, given AnsibleModule or the controller's stand-in for it."""
     if module.params['directories'] is not None:
         write_directories(module)
     else:

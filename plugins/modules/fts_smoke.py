@@ -136,24 +136,31 @@ except ImportError:
 NAME = re.compile(r'^\w{1,64}$')
 
 
+# The options; plugins/action runs the same code with them when the task runs on the controller.
+ARGUMENT_SPEC = dict(
+    login_host=dict(type='str', required=True),
+    login_port=dict(type='int', default=4000),
+    login_user=dict(type='str', default='root'),
+    login_password=dict(type='str', default='', no_log=True),
+    database=dict(type='str', default='tidbops_smoke'),
+    table=dict(type='str', default='fts_smoke'),
+    timeout=dict(type='float', default=120),
+    interval=dict(type='float', default=0.5),
+    links=dict(type='dict', default={}, options=dict(
+        changefeed=dict(type='dict'),
+        tici_worker_endpoints=dict(type='list', elements='str'),
+        pd_endpoint=dict(type='str'),
+    )),
+)
+ARGUMENT_SPEC.update(CONNECTION_ARGSPEC)
+
+
 def main():
-    argument_spec = dict(
-        login_host=dict(type='str', required=True),
-        login_port=dict(type='int', default=4000),
-        login_user=dict(type='str', default='root'),
-        login_password=dict(type='str', default='', no_log=True),
-        database=dict(type='str', default='tidbops_smoke'),
-        table=dict(type='str', default='fts_smoke'),
-        timeout=dict(type='float', default=120),
-        interval=dict(type='float', default=0.5),
-        links=dict(type='dict', default={}, options=dict(
-            changefeed=dict(type='dict'),
-            tici_worker_endpoints=dict(type='list', elements='str'),
-            pd_endpoint=dict(type='str'),
-        )),
-    )
-    argument_spec.update(CONNECTION_ARGSPEC)
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    run(AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True))
+
+
+def run(module):
+    """The module's work, given AnsibleModule or the controller's stand-in for it."""
     params = module.params
     for option in ('database', 'table'):
         if not NAME.match(params[option]):

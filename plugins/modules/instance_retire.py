@@ -125,16 +125,23 @@ from ansible_collections.tidbops.cluster.plugins.module_utils._http import CONNE
 from ansible_collections.tidbops.cluster.plugins.module_utils import _rolling, _scaling
 
 
+# The options; plugins/action runs the same code with them when the task runs on the controller.
+ARGUMENT_SPEC = dict(
+    component=dict(type='str', required=True, choices=['pd', 'tikv', 'tiflash']),
+    state=dict(type='str', default='removed', choices=['offline', 'tombstone', 'removed']),
+    instance=dict(type='str', required=True),
+    endpoints=dict(type='list', elements='str', required=True),
+    timeout=dict(type='float', default=3600),
+)
+ARGUMENT_SPEC.update(CONNECTION_ARGSPEC)
+
+
 def main():
-    argument_spec = dict(
-        component=dict(type='str', required=True, choices=['pd', 'tikv', 'tiflash']),
-        state=dict(type='str', default='removed', choices=['offline', 'tombstone', 'removed']),
-        instance=dict(type='str', required=True),
-        endpoints=dict(type='list', elements='str', required=True),
-        timeout=dict(type='float', default=3600),
-    )
-    argument_spec.update(CONNECTION_ARGSPEC)
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    run(AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True))
+
+
+def run(module):
+    """The module's work, given AnsibleModule or the controller's stand-in for it."""
     params = module.params
     name = 'instance_retire'
     error = endpoints_problem(params['endpoints'], 'endpoints', params.get('kube_proxy'))

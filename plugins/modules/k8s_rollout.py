@@ -233,23 +233,28 @@ def _summary(kind, pod, seen):
     return result
 
 
+# The options; plugins/action runs the same code with them when the task runs on the controller.
+ARGUMENT_SPEC = dict(
+    kind=dict(type="str", choices=["StatefulSet", "Job"], default="StatefulSet"),
+    name=dict(type="str", required=True),
+    namespace=dict(type="str", required=True),
+    pod=dict(type="str"),
+    replaced_uid=dict(type="str"),
+    updated=dict(type="bool", default=True),
+    kubeconfig=dict(type="path"),
+    context=dict(type="str"),
+    timeout=dict(type="float", default=600),
+    interval=dict(type="float", default=1.0),
+)
+ARGUMENT_RULES = dict(required_by=dict(replaced_uid="pod"))
+
+
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            kind=dict(type="str", choices=["StatefulSet", "Job"], default="StatefulSet"),
-            name=dict(type="str", required=True),
-            namespace=dict(type="str", required=True),
-            pod=dict(type="str"),
-            replaced_uid=dict(type="str"),
-            updated=dict(type="bool", default=True),
-            kubeconfig=dict(type="path"),
-            context=dict(type="str"),
-            timeout=dict(type="float", default=600),
-            interval=dict(type="float", default=1.0),
-        ),
-        supports_check_mode=True,
-        required_by=dict(replaced_uid="pod"),
-    )
+    run(AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True, **ARGUMENT_RULES))
+
+
+def run(module):
+    """The module's work, given AnsibleModule or the controller's stand-in for it."""
     if not HAS_KUBERNETES:
         module.fail_json(msg=missing_required_lib("kubernetes"), exception=KUBERNETES_IMPORT_ERROR)
     params = module.params

@@ -167,23 +167,28 @@ def _with_retries(deadline, action):
                 raise
 
 
+# The options; plugins/action runs the same code with them when the task runs on the controller.
+ARGUMENT_SPEC = dict(
+    endpoint=dict(type='str', required=True),
+    root_user=dict(type='str', required=True),
+    root_password=dict(type='str', required=True, no_log=True),
+    access_key=dict(type='str', required=True, no_log=False),
+    secret_key=dict(type='str', required=True, no_log=True),
+    bucket=dict(type='str', required=True),
+    policy_name=dict(type='str'),
+    region=dict(type='str', default='us-east-1'),
+    validate_certs=dict(type='bool', default=True),
+    ca_cert=dict(type='path'),
+    timeout=dict(type='float', default=60),
+)
+
+
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            endpoint=dict(type='str', required=True),
-            root_user=dict(type='str', required=True),
-            root_password=dict(type='str', required=True, no_log=True),
-            access_key=dict(type='str', required=True, no_log=False),
-            secret_key=dict(type='str', required=True, no_log=True),
-            bucket=dict(type='str', required=True),
-            policy_name=dict(type='str'),
-            region=dict(type='str', default='us-east-1'),
-            validate_certs=dict(type='bool', default=True),
-            ca_cert=dict(type='path'),
-            timeout=dict(type='float', default=60),
-        ),
-        supports_check_mode=True,
-    )
+    run(AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True))
+
+
+def run(module):
+    """The module's work, given AnsibleModule or the controller's stand-in for it."""
     if IMPORT_ERROR:
         module.fail_json(msg=missing_required_lib('minio'), exception=IMPORT_ERROR)
     params = module.params

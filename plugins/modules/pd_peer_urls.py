@@ -86,14 +86,21 @@ from ansible_collections.tidbops.cluster.plugins.module_utils import _rolling
 from ansible_collections.tidbops.cluster.plugins.module_utils._pd_peers import PeerUrls
 
 
+# The options; plugins/action runs the same code with them when the task runs on the controller.
+ARGUMENT_SPEC = dict(
+    endpoints=dict(type='list', elements='str', required=True),
+    scheme=dict(type='str', required=True, choices=['http', 'https']),
+    timeout=dict(type='float', default=60),
+)
+ARGUMENT_SPEC.update(CONNECTION_ARGSPEC)
+
+
 def main():
-    argument_spec = dict(
-        endpoints=dict(type='list', elements='str', required=True),
-        scheme=dict(type='str', required=True, choices=['http', 'https']),
-        timeout=dict(type='float', default=60),
-    )
-    argument_spec.update(CONNECTION_ARGSPEC)
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    run(AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True))
+
+
+def run(module):
+    """The module's work, given AnsibleModule or the controller's stand-in for it."""
     params = module.params
     error = endpoints_problem(params['endpoints'], 'endpoints', params.get('kube_proxy'))
     if error:

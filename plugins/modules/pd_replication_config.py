@@ -90,14 +90,21 @@ from ansible_collections.tidbops.cluster.plugins.module_utils._waiter import Dea
 POLL_INTERVAL = 0.2
 
 
+# The options; plugins/action runs the same code with them when the task runs on the controller.
+ARGUMENT_SPEC = dict(
+    pd_endpoint=dict(type='str', required=True),
+    settings=dict(type='dict', required=True),
+    timeout=dict(type='float', default=60),
+)
+ARGUMENT_SPEC.update(CONNECTION_ARGSPEC)
+
+
 def main():
-    argument_spec = dict(
-        pd_endpoint=dict(type='str', required=True),
-        settings=dict(type='dict', required=True),
-        timeout=dict(type='float', default=60),
-    )
-    argument_spec.update(CONNECTION_ARGSPEC)
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    run(AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True))
+
+
+def run(module):
+    """The module's work, given AnsibleModule or the controller's stand-in for it."""
     params = module.params
 
     error = validate_url(params['pd_endpoint'], 'pd_endpoint', params.get('kube_proxy'))

@@ -110,18 +110,25 @@ from ansible_collections.tidbops.cluster.plugins.module_utils._http import CONNE
 from ansible_collections.tidbops.cluster.plugins.module_utils import _rolling
 
 
+# The options; plugins/action runs the same code with them when the task runs on the controller.
+ARGUMENT_SPEC = dict(
+    instances=dict(type='list', elements='dict', required=True),
+    update_order=dict(type='list', elements='str', required=True),
+    pd_endpoints=dict(type='list', elements='str', default=[]),
+    tikv_stores=dict(type='list', elements='str', default=[]),
+    cdc_endpoints=dict(type='list', elements='str', default=[]),
+    by_ordinal=dict(type='bool', default=False),
+    timeout=dict(type='float', default=60),
+)
+ARGUMENT_SPEC.update(CONNECTION_ARGSPEC)
+
+
 def main():
-    argument_spec = dict(
-        instances=dict(type='list', elements='dict', required=True),
-        update_order=dict(type='list', elements='str', required=True),
-        pd_endpoints=dict(type='list', elements='str', default=[]),
-        tikv_stores=dict(type='list', elements='str', default=[]),
-        cdc_endpoints=dict(type='list', elements='str', default=[]),
-        by_ordinal=dict(type='bool', default=False),
-        timeout=dict(type='float', default=60),
-    )
-    argument_spec.update(CONNECTION_ARGSPEC)
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    run(AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True))
+
+
+def run(module):
+    """The module's work, given AnsibleModule or the controller's stand-in for it."""
     params = module.params
     name = 'roll_plan'
     for index, item in enumerate(params['instances']):

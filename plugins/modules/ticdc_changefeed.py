@@ -157,20 +157,27 @@ from ansible_collections.tidbops.cluster.plugins.module_utils._waiter import Dea
 POLL_INTERVAL = 0.2
 
 
+# The options; plugins/action runs the same code with them when the task runs on the controller.
+ARGUMENT_SPEC = dict(
+    server=dict(type='str', required=True),
+    changefeed_id=dict(type='str', required=True),
+    state=dict(type='str', default='present', choices=['present', 'paused', 'absent']),
+    sink_uri=dict(type='str', no_log=True),
+    replica_config=dict(type='dict'),
+    start_ts=dict(type='int'),
+    target_ts=dict(type='int'),
+    keyspace=dict(type='str', no_log=False),
+    timeout=dict(type='float', default=120),
+)
+ARGUMENT_SPEC.update(CONNECTION_ARGSPEC)
+
+
 def main():
-    argument_spec = dict(
-        server=dict(type='str', required=True),
-        changefeed_id=dict(type='str', required=True),
-        state=dict(type='str', default='present', choices=['present', 'paused', 'absent']),
-        sink_uri=dict(type='str', no_log=True),
-        replica_config=dict(type='dict'),
-        start_ts=dict(type='int'),
-        target_ts=dict(type='int'),
-        keyspace=dict(type='str', no_log=False),
-        timeout=dict(type='float', default=120),
-    )
-    argument_spec.update(CONNECTION_ARGSPEC)
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    run(AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True))
+
+
+def run(module):
+    """The module's work, given AnsibleModule or the controller's stand-in for it."""
     params = module.params
 
     redactor = Redactor(secret_values(params.get('sink_uri')))

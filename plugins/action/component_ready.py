@@ -1,0 +1,14 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) tidbops maintainers
+# Apache License 2.0 (see LICENSE)
+"""Runs tidbops.cluster.component_ready in the controller's worker process when its task runs on the controller
+(plugin_utils/_in_process.py), and as a module elsewhere."""
+
+from __future__ import annotations
+
+from ansible_collections.tidbops.cluster.plugins.modules import component_ready
+from ansible_collections.tidbops.cluster.plugins.plugin_utils._in_process import InProcessAction
+
+
+class ActionModule(InProcessAction):
+    MODULE = component_ready

@@ -1,0 +1,14 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) tidbops maintainers
+# Apache License 2.0 (see LICENSE)
+"""Runs tidbops.cluster.pd_replication_config in the controller's worker process when its task runs on the controller
+(plugin_utils/_in_process.py), and as a module elsewhere."""
+
+from __future__ import annotations
+
+from ansible_collections.tidbops.cluster.plugins.modules import pd_replication_config
+from ansible_collections.tidbops.cluster.plugins.plugin_utils._in_process import InProcessAction
+
+
+class ActionModule(InProcessAction):
+    MODULE = pd_replication_config
