@@ -23,6 +23,9 @@ container specs, the files an engine host renders, the engine's listing, and eac
 * ``container_plan(spec, info, files_changed, image_id)``: create, update, restart or none. The image
   counts by its ID: a container is replaced when the ID its reference resolves to now differs from
   the one it runs (a new version, or a tag that was pulled again), never silently by the engine.
+* ``container_plans(specs, state, names, files_results, image_ids)``: {instance: {plan, running,
+  created}} of the instances among ``names`` that one engine host runs, in one call: what its
+  instances need from the engine host's listing, its config_files runs and its image IDs.
 """
 
 from __future__ import annotations
@@ -178,10 +181,29 @@ def container_plan(spec, info, files_changed=False, image_id=None):
     return 'restart' if files_changed else 'none'
 
 
+def container_plans(specs, state, names, files_results=(), ids=None):
+    """Each instance's plan (container_plan), whether its container runs now and whether it was ever
+    created. ``files_results`` are the registered config_files runs of the engine host (plain, then
+    secret; a skipped run has no ``directories``); their directories are in the order of ``names``,
+    and they are matched by position, never by path (a secret path would be masked)."""
+    changed = [False] * len(names or [])
+    for result in files_results or ():
+        for position, directory in enumerate((result or {}).get('directories') or []):
+            if position < len(changed):
+                changed[position] = changed[position] or bool(directory.get('changed'))
+    plans = {}
+    for position, host in enumerate(names or []):
+        spec = specs[host]
+        info = (state or {}).get(spec['name']) or ABSENT
+        plans[host] = {'plan': container_plan(spec, info, changed[position], (ids or {}).get(spec['image'], '')),
+                       'running': bool(info.get('running')), 'created': bool(info.get('exists'))}
+    return plans
+
+
 class FilterModule:
     """Container backend filters."""
 
     def filters(self):
         return {'container_specs': container_specs, 'container_command': container_command, 'container_files': container_files,
                 'container_listing': container_listing, 'container_plan': container_plan, 'image_ids': image_ids,
-                'tls_switched': tls_switched}
+                'container_plans': container_plans, 'tls_switched': tls_switched}

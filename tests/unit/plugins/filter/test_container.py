@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from ansible_collections.tidbops.cluster.plugins.filter.container import container_listing, container_plan, image_ids, tls_switched
+from ansible_collections.tidbops.cluster.plugins.filter.container import container_listing, container_plan, container_plans, image_ids, tls_switched
 
 SPEC = {'hash': 'h1', 'image': 'localhost/tidbsim:0.1.0'}
 
@@ -45,6 +45,26 @@ def test_the_plan_compares_image_ids():
     assert container_plan(SPEC, running(), True, 'sha256:aaa') == 'restart'
     # Unknown (check mode before a pull): the spec hash decides alone.
     assert container_plan(SPEC, running(), False, '') == 'none'
+
+
+def test_the_plans_of_an_engine_host_match_files_by_position_and_images_by_reference():
+    specs = {'pd0': dict(SPEC, name='c-pd0'), 'tikv0': dict(SPEC, name='c-tikv0'), 'tidb0': dict(SPEC, name='c-tidb0'),
+             'tiflash0': dict(SPEC, name='c-tiflash0')}
+    state = {'c-pd0': running(), 'c-tikv0': running(), 'c-tidb0': running(running_=False)}
+    plain = {'directories': [{'path': '/p', 'changed': False}, {'path': '/k', 'changed': True}, {'path': '/d', 'changed': False}]}
+    secret = {'skipped': True, 'changed': False}  # no secret files: a skipped run
+    plans = container_plans(specs, state, ['pd0', 'tikv0', 'tidb0', 'tiflash0'], [plain, secret], {SPEC['image']: 'sha256:aaa'})
+    assert plans == {
+        'pd0': {'plan': 'none', 'running': True, 'created': True},
+        'tikv0': {'plan': 'restart', 'running': True, 'created': True},  # its file was rendered again
+        'tidb0': {'plan': 'update', 'running': False, 'created': True},
+        'tiflash0': {'plan': 'create', 'running': False, 'created': False},
+    }
+    # A changed secret file counts as much as a plain one; the image ID decides too.
+    secret = {'directories': [{'changed': True}, {'changed': False}, {'changed': False}, {'changed': False}]}
+    plans = container_plans(specs, state, ['pd0', 'tikv0'], [plain, secret], {SPEC['image']: 'sha256:bbb'})
+    assert plans['pd0']['plan'] == 'update' and plans['tikv0']['plan'] == 'update'
+    assert container_plans(specs, state, ['pd0'], [plain, secret], {})['pd0']['plan'] == 'restart'
 
 
 def test_tls_switched_names_containers_made_with_the_other_setting():
