@@ -61,6 +61,16 @@ def log(message):
     print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
+def wait_for_quiet(seconds):
+    """Figures taken on a busy machine measure the machine: wait (one deadline) for the 1-minute load
+    average to fall below 1, and say so when it does not."""
+    deadline = time.monotonic() + seconds
+    while os.getloadavg()[0] >= 1 and time.monotonic() < deadline:
+        time.sleep(5)
+    if os.getloadavg()[0] >= 1:
+        log(f"load average still {os.getloadavg()[0]:.2f} after {seconds:.0f} s: the figures below are taken under load")
+
+
 def median(values):
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
@@ -373,7 +383,8 @@ def _fmt(value, unit=" s"):
 
 def write_markdown(results, path):
     lines = [f"Measured {results['measured_at']} on {results['machine']['cpus']} CPUs ({results['machine']['cpu_model']}), "
-             f"load average at start {', '.join(f'{x:.2f}' for x in results['machine']['loadavg_start'])}; "
+             f"load average at start {', '.join(f'{x:.2f}' for x in results['machine']['loadavg_start'])}, "
+             f"at the end {', '.join(f'{x:.2f}' for x in results['machine'].get('loadavg_end', ()))}; "
              f"median of {results['repetitions']} repetitions.", ""]
     topologies = [t for t in ("local", "local_ha") if t in results]
     lines += ["| Measure | " + " | ".join(topologies) + " |", "|---|" + "---|" * len(topologies)]
@@ -436,10 +447,13 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory (default benchmarks/results)")
     parser.add_argument("--no-upgrade", action="store_true", help="skip the rolling upgrade of local-ha")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a budget is missed")
+    parser.add_argument("--quiet-wait", type=float, default=300,
+                        help="seconds to wait for a 1-minute load average below 1 before measuring (default 300)")
     args = parser.parse_args(argv)
     if args.reps < 1:
         parser.error("--reps must be at least 1")
 
+    wait_for_quiet(args.quiet_wait)
     results = {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "repetitions": args.reps,
                "machine": machine_info(), "start_delays_s": graph.START_DELAYS, "graph": graph.DEPENDS}
     if not args.no_compose:
