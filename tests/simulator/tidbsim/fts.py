@@ -27,6 +27,7 @@ import json
 import re
 import time
 
+from . import s3check
 from .accounts import SQLError
 
 ELECTION_PREFIX = "/tici/metaservice/election/"
@@ -308,11 +309,7 @@ def parse_sink(uri):
 
 
 def _client(endpoint, key, secret, region):
-    import botocore.session  # pylint: disable=import-outside-toplevel
-    from botocore.config import Config  # pylint: disable=import-outside-toplevel
-    return botocore.session.get_session().create_client(
-        "s3", region_name=region or "us-east-1", endpoint_url=endpoint, aws_access_key_id=key, aws_secret_access_key=secret,
-        config=Config(connect_timeout=3, read_timeout=3, retries={"max_attempts": 1}, s3={"addressing_style": "path"}))
+    return s3check.client(endpoint, key, secret, region, True, 3.0)
 
 
 def export(etcd, feed_key, sink_uri, log):
