@@ -19,6 +19,7 @@ the result, as AnsibleModule does. Elsewhere the action plugins run the module a
 
 from __future__ import annotations
 
+import json
 import os
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
@@ -78,6 +79,10 @@ def run_module(module_file, args, check_mode=False, diff=False):
     """Run ``module_file.run`` with ``args`` checked against its ARGUMENT_SPEC (and ARGUMENT_RULES);
     return the module's result, ``failed`` set when it failed."""
     name = module_file.__name__.rsplit('.', 1)[-1]
+    # What a module process receives: the options as JSON, so plain str, int, list and dict. The task's
+    # own values are Ansible's tagged subclasses of them (templating marks where each came from), and
+    # a library may insist on the exact type (PyMySQL: ``type(port) is int``).
+    args = json.loads(json.dumps(args))
     validator = ArgumentSpecValidator(module_file.ARGUMENT_SPEC, **getattr(module_file, 'ARGUMENT_RULES', {}))
     validation = validator.validate(args)
     no_log_values = validation._no_log_values  # pylint: disable=protected-access  # AnsibleModule reads it the same way

@@ -96,6 +96,21 @@ def test_no_log_values_never_leave_and_a_module_cannot_swallow_its_end():
     assert result['invocation'] == dict(module_args=dict(password='VALUE_SPECIFIED_IN_NO_LOG_PARAMETER'))
 
 
+def test_the_module_sees_the_plain_types_a_module_process_would():
+    # Templated task values are Ansible's tagged subclasses; a library may check the exact type
+    # (PyMySQL refuses a port whose type is not int), as the smoke test did in a real run.
+    from ansible._internal._datatag._tags import Origin  # pylint: disable=import-outside-toplevel
+    seen = []
+
+    def run(module):
+        seen.append({key: type(value) for key, value in module.params.items()})
+        module.exit_json(changed=False)
+    args = dict(port=Origin(path='/site.yml').tag(4000), host=Origin(path='/site.yml').tag('127.0.0.1'))
+    assert type(args['port']) is not int  # pylint: disable=unidiomatic-typecheck
+    _in_process.run_module(fake_module(run, port=dict(type='int'), host=dict(type='str')), args)
+    assert seen == [dict(port=int, host=str)]
+
+
 def test_check_mode_and_diff_reach_the_module():
     seen = []
 
