@@ -292,10 +292,13 @@ def bench_scale(cluster, extra):
             ("scale_in_converge", "site", {}, lambda: cluster.remove_hosts(rolling.SCALE_IN_HOSTS), None)):
         if before:
             before()
+        # The instances that were serving: running before the step and not the ones it removes (a
+        # member that leaves is down for good, and an instance created by the step served nothing).
+        leaving = {cluster.container(host) for host in run_vars.get("tidb_scale_in", [])}
+        serving = set(harness.docker_names(cluster.name)) - leaving
         run, samples, events = rolling.watched(cluster, playbook, dict(extra, **run_vars))
         if run.rc != 0:
             raise RuntimeError(f"{step} failed (rc {run.rc}); see {cluster.workdir}:\n{run.stdout[-3000:]}")
-        serving = {cluster.container(host) for host, _kind, _vars in cluster.instances()}
         verdicts = rolling.verdicts(cluster, samples, [e for e in events if e["name"] in serving])
         restarted = sorted(set(rolling.restarted(events)) & serving)
         log(f"{step}: {run.wall_s:.1f} s, restarted one at a time: {len(restarted)}, problems seen by the poller: {verdicts or 'none'}")
@@ -329,10 +332,16 @@ def bench_topology(base, reps, container_start_s, with_compose, upgrade=False):
             samples["latencies"].append(latencies)
             phases.append(phase_times(cold))
             profile = task_profile(cold)
+        # The peer copies the containers of the cluster as the converge made them: before the upgrade
+        # and the scale operations, whose PD members (joined, or in a five-member initial cluster)
+        # cannot bootstrap a fresh peer.
+        compose_times = bench_compose(cluster, reps, cluster.workdir / "compose") if with_compose else []
         if upgrade:
+            again = cluster.site(extra)  # the peer ran on the same ports, alone
+            if again.rc != 0:
+                raise RuntimeError(f"{base}: site.yml after the peer failed (rc {again.rc}):\n{again.stdout[-3000:]}")
             samples.update(bench_upgrade(cluster, extra, reps))
             samples.update(bench_scale(cluster, extra))
-        compose_times = bench_compose(cluster, reps, cluster.workdir / "compose") if with_compose else []
     finally:
         cluster.destroy()
     all_latencies = [v for rep in samples["latencies"] for v in rep.values()]
