@@ -10,11 +10,12 @@
 Most of the collection's modules are delegated to the controller: the gates, the changefeed, PD's
 settings, the leader moves. Run as modules, each task costs a module payload built and copied and a
 Python process started, 0.4 to 1 s on a 2-core machine, which was most of a no-op ``site.yml``. When
-the task runs on the controller anyway (a local connection, no become, no task environment), the
-action plugins in ``plugins/action`` run the module's own ``run(module)`` here instead, with
-``InProcessModule`` standing in for AnsibleModule. It validates the options against the module's own
-ARGUMENT_SPEC, ends the module's code where AnsibleModule would exit, and masks ``no_log`` values in
-the result, as AnsibleModule does. Elsewhere the action plugins run the module as usual.
+the task runs on the controller anyway (a local connection, no become, no task environment, no
+async), the action plugins in ``plugins/action`` run the module's own ``run(module)`` here instead,
+with ``InProcessModule`` standing in for AnsibleModule. It validates the options against the
+module's own ARGUMENT_SPEC, ends the module's code where AnsibleModule would exit, and masks
+``no_log`` values in the result, as AnsibleModule does. Elsewhere the action plugins run the module
+as usual.
 """
 
 from __future__ import annotations
