@@ -6,7 +6,8 @@ Usage: k8s_check.py DIR_OR_FILE...   Prints one line per problem; exit status 1 
 
 Checks: the app.kubernetes.io labels on every object; every Service selects the pods of a workload;
 every StatefulSet names an existing headless Service and selects its own pods; every workload
-container has a readiness probe (Jobs excepted) and resource requests; stateful components have
+component container has a readiness probe (Jobs and sidecars excepted), every container resource
+requests; stateful components have
 PVC templates; referenced ConfigMaps, Secrets and Secret keys exist; and no secret value (taken
 from the rendered Secrets) appears anywhere outside a Secret.
 """
@@ -136,9 +137,10 @@ def check(objects, secrets=()):
             component = (obj["metadata"].get("labels") or {}).get("app.kubernetes.io/component")
             if component in STATEFUL_COMPONENTS and not obj["spec"].get("volumeClaimTemplates"):
                 problems.append("%s: stateful component %s has no volumeClaimTemplates" % (_where(obj), component))
-        for container in spec.get("containers") or []:
+        for index, container in enumerate(spec.get("containers") or []):
             where = "%s container %s" % (_where(obj), container.get("name"))
-            if obj["kind"] != "Job" and not container.get("readinessProbe"):
+            # The component runs in the first container; the others are sidecars (log tailers).
+            if obj["kind"] != "Job" and index == 0 and not container.get("readinessProbe"):
                 problems.append("%s has no readinessProbe" % where)
             if not (container.get("resources") or {}).get("requests"):
                 problems.append("%s has no resource requests" % where)

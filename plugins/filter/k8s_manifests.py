@@ -8,6 +8,7 @@
   StatefulSet; MinIO adds the Job that creates the TiCI bucket, TiDB the Job that creates TiCI's
   TiDB account.
 * ``k8s_namespace(cluster, settings)`` gives the Namespace.
+* ``k8s_rbac(cluster, settings)`` gives the Role (and ClusterRole) the playbooks' account needs.
 * ``k8s_inventory(cluster, settings, destroy_data)`` lists every object site.yml creates, in
   delete order ({apiVersion, kind, namespace, name}), with the PersistentVolumeClaims and the
   Namespace only when data goes too: what destroy.yml removes.
@@ -28,8 +29,11 @@ variables, never values.
 from __future__ import annotations
 
 import json
+import posixpath
+import re
 from urllib.parse import quote
 
+import yaml
 from ansible.errors import AnsibleFilterError
 from ansible_collections.tidbops.cluster.plugins.module_utils import _config
 from ansible_collections.tidbops.cluster.plugins.module_utils import _k8s_rollout
@@ -128,6 +132,37 @@ def _files_hash(cluster, config_objects):
     return _secrets.keyed_digest(cluster["digest_key"], data)
 
 
+def _secured(settings, pod_spec):
+    """The pod spec with tidb_k8s_pod_security_context (fsGroup, runAsUser...), for every pod the backend makes."""
+    if settings.get("pod_security_context"):
+        pod_spec["securityContext"] = dict(settings["pod_security_context"])
+    return pod_spec
+
+
+def _log_tailers(settings, log_files, mounts):
+    """One sidecar per file the process logs to, printing it to its own stdout, so that ``kubectl logs
+    <pod> -c <sidecar>`` shows it (as tidb-operator's TiFlash pods do). ``tail -F`` waits for a file
+    that is not there yet and follows it across TiFlash's own rotation; ``-n +1`` prints it from the
+    start, so lines written before the sidecar started are not lost."""
+    tailers, names = [], set()
+    for path in log_files:
+        stem = re.sub(r"[^a-z0-9]+", "-", posixpath.basename(path).rsplit(".", 1)[0].lower()).strip("-")[:50] or "file"
+        name = "log-" + stem
+        while name in names:
+            name += "-x"
+        names.add(name)
+        tailers.append({
+            "name": name,
+            "image": settings["log_tailer_image"],
+            "imagePullPolicy": settings["image_pull_policy"],
+            "command": ["tail"],
+            "args": ["-n", "+1", "-F", path],
+            "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
+            "volumeMounts": [dict(mount, readOnly=True) for mount in mounts],
+        })
+    return tailers
+
+
 def _statefulset(cluster, settings, kind, pods, config_objects):
     process = cluster["processes"][pods[0]]
     # The longest stop grace of its pods (each process spec's stop_grace: TiDB's includes its graceful wait).
@@ -140,7 +175,8 @@ def _statefulset(cluster, settings, kind, pods, config_objects):
             if (volume == "secret") == bool(item["secret"]):
                 mounts.append({"name": volume, "mountPath": item["target"], "subPathExpr": "$(POD_NAME).%s" % item["name"],
                                "readOnly": True})
-        source = ({"secret": {"secretName": obj["metadata"]["name"], "defaultMode": 0o400}} if volume == "secret"
+        # 0440: with the pod's fsGroup the kubelet gives the files that group, so a non-root user of it reads them.
+        source = ({"secret": {"secretName": obj["metadata"]["name"], "defaultMode": 0o440}} if volume == "secret"
                   else {"configMap": {"name": obj["metadata"]["name"]}})
         volumes.append(dict(source, name=volume))
     env = [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}}]
@@ -157,6 +193,13 @@ def _statefulset(cluster, settings, kind, pods, config_objects):
         "resources": _resources(settings, kind),
         "volumeMounts": mounts,
     }
+    # Log files go to emptyDir volumes mounted over their directories (on the data volume's path, so
+    # the config files stay those of a container): off the data volume, and streamed by sidecars.
+    log_dirs = sorted(set(posixpath.dirname(path) for path in process["logs"]))
+    log_mounts = [{"name": "logs-%d" % index, "mountPath": path} for index, path in enumerate(log_dirs)]
+    volumes += [{"name": mount["name"], "emptyDir": {}} for mount in log_mounts]
+    containers = [container] + _log_tailers(settings, process["logs"], log_mounts)
+    pod_spec = _secured(settings, {"containers": containers, "volumes": volumes, "terminationGracePeriodSeconds": grace})
     template_meta = {"labels": _labels(cluster, kind)}
     if config_objects:
         template_meta["annotations"] = {FILES_HASH: _files_hash(cluster, config_objects)}
@@ -168,11 +211,12 @@ def _statefulset(cluster, settings, kind, pods, config_objects):
         # rendered manifests leave rolling to Kubernetes.
         "updateStrategy": {"type": "RollingUpdate"},
         "selector": {"matchLabels": _selector(cluster, kind)},
-        "template": {"metadata": template_meta,
-                     "spec": {"containers": [container], "volumes": volumes, "terminationGracePeriodSeconds": grace}},
+        "template": {"metadata": template_meta, "spec": pod_spec},
     }
     if topo.kind(kind).stateful:
         container["volumeMounts"].append({"name": DATA_VOLUME, "mountPath": process["data"]})
+    container["volumeMounts"] += log_mounts
+    if topo.kind(kind).stateful:
         storage = settings.get("storage") or {}
         claim = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": storage[kind]}}}
         if storage.get("class_name"):
@@ -241,12 +285,12 @@ def _bucket_job(cluster, settings):
         env += [{"name": "TICI_BUCKET", "value": user["bucket"]}, {"name": "TICI_POLICY", "value": user["policy_name"]},
                 {"name": "TICI_ACCESS_KEY", "value": user["access_key"]}]
         container["volumeMounts"] = [{"name": "credentials", "mountPath": "/etc/tidbops", "readOnly": True}]
-        pod["volumes"] = [{"name": "credentials", "secret": {"secretName": secret["metadata"]["name"], "defaultMode": 0o400,
+        pod["volumes"] = [{"name": "credentials", "secret": {"secretName": secret["metadata"]["name"], "defaultMode": 0o440,
                                                              "items": [{"key": "secret-key", "path": "secret-key"},
                                                                        {"key": "policy.json", "path": "policy.json"}]}}]
     job = {
         "apiVersion": "batch/v1", "kind": "Job", "metadata": _meta(cluster, settings, "minio", job_name),
-        "spec": {"backoffLimit": 6, "template": {"metadata": {"labels": labels}, "spec": pod}},
+        "spec": {"backoffLimit": 6, "template": {"metadata": {"labels": labels}, "spec": _secured(settings, pod)}},
     }
     return [secret, job]
 
@@ -282,7 +326,7 @@ def _account_job(cluster, settings):
     labels["app.kubernetes.io/component"] = "tidb-tici-account"  # not the StatefulSet's selector
     job = {
         "apiVersion": "batch/v1", "kind": "Job", "metadata": _meta(cluster, settings, "tidb", "%s-tici-account-%s" % (name, digest)),
-        "spec": {"backoffLimit": 6, "template": {"metadata": {"labels": labels}, "spec": {
+        "spec": {"backoffLimit": 6, "template": {"metadata": {"labels": labels}, "spec": _secured(settings, {
             "restartPolicy": "OnFailure",
             "containers": [{
                 "name": "tici-account",
@@ -293,13 +337,88 @@ def _account_job(cluster, settings):
                 "volumeMounts": [{"name": "account", "mountPath": "/etc/tidbops", "readOnly": True}],
                 "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
             }],
-            "volumes": [{"name": "account", "secret": {"secretName": secret["metadata"]["name"], "defaultMode": 0o400}}]}}},
+            "volumes": [{"name": "account", "secret": {"secretName": secret["metadata"]["name"], "defaultMode": 0o440}}]})}},
     }
     return [secret, job]
 
 
-def k8s_manifests(cluster, settings, kind):
-    """The objects of one kind, in apply order; an empty list when the kind has no deployed instance."""
+# Where the changefeed Job finds its files; the unit test that runs the Job maps them to a directory.
+RUNNER_DIR = "/etc/tidbops"
+
+
+def _changefeed_job(cluster, settings):
+    """The Job that converges TiCI's changefeed from inside the cluster, for render mode (GitOps): the
+    collection's own ``ticdc_changefeed`` module, run by ``ansible-playbook`` in
+    ``tidb_k8s_runner_image`` (an execution environment with the collection), so it creates the
+    changefeed when missing, updates it in place when it differs and never makes a second one, as
+    site.yml's task does from the controller.
+
+    The playbook (a ConfigMap) names no secret: the sink URI, which holds the S3 keys, is read from a
+    Secret's file. A Job runs once, so its name carries a keyed digest of what it converges: a new key,
+    sink or playbook is a new Job. No TLS options: the model refuses TLS with TiCI, so a cluster with a
+    changefeed has none.
+    """
+    feed = cluster["changefeed"]
+    name = _model.object_name(cluster, "ticdc") + "-changefeed"
+    secret_dir, play_dir = RUNNER_DIR + "/changefeed-secret", RUNNER_DIR + "/changefeed"
+    options = {
+        "server": feed["server"],
+        "changefeed_id": feed["id"],
+        "state": "present",
+        "sink_uri": "{{ lookup('ansible.builtin.file', '%s/sink-uri') }}" % secret_dir,
+        "replica_config": feed["replica_config"],
+        "timeout": int(settings.get("job_timeout") or 300),
+    }
+    mounts = [{"name": "playbook", "mountPath": play_dir, "readOnly": True},
+              {"name": "sink", "mountPath": secret_dir, "readOnly": True}]
+    volumes = [{"name": "playbook", "configMap": {"name": name}},
+               {"name": "sink", "secret": {"secretName": name, "defaultMode": 0o440}}]
+    playbook = [{
+        "name": "Converge the TiCI changefeed from inside the cluster (tidbops.cluster, render mode)",
+        "hosts": "localhost",
+        "connection": "local",
+        "gather_facts": False,
+        "vars": {"ansible_python_interpreter": "{{ ansible_playbook_python }}"},
+        "tasks": [{"name": "Ensure the TiCI changefeed exists with its S3 sink", "tidbops.cluster.ticdc_changefeed": options}],
+    }]
+    playbook_text = "# Generated by tidbops.cluster; run by the Job %s-<digest>.\n" % name + _config_yaml(playbook)
+    secret = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": _meta(cluster, settings, "ticdc", name),
+              "stringData": {"sink-uri": feed["sink_uri"]}}
+    config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(cluster, settings, "ticdc", name),
+              "data": {"changefeed.yml": playbook_text}}
+    digest = _secrets.keyed_digest(cluster["digest_key"], [playbook_text, feed["sink_uri"], settings.get("runner_image")])[:10]
+    labels = dict(_labels(cluster, "ticdc"))
+    labels["app.kubernetes.io/component"] = "ticdc-changefeed"  # not the StatefulSet's selector
+    container = {
+        "name": "changefeed",
+        "image": settings.get("runner_image"),
+        "imagePullPolicy": settings["image_pull_policy"],
+        "command": ["ansible-playbook"],
+        "args": [play_dir + "/changefeed.yml"],
+        # A writable home and temp directory for any user; no color, no warning about the implicit localhost.
+        "env": [{"name": "HOME", "value": "/tmp"}, {"name": "ANSIBLE_LOCAL_TEMP", "value": "/tmp/.ansible-local"},
+                {"name": "ANSIBLE_NOCOLOR", "value": "1"}, {"name": "ANSIBLE_LOCALHOST_WARNING", "value": "false"},
+                {"name": "ANSIBLE_INVENTORY_UNPARSED_WARNING", "value": "false"}],
+        "volumeMounts": mounts,
+        "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+        # kubectl describe shows why a run failed: the module's message, with the S3 keys masked.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    job = {
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": _meta(cluster, settings, "ticdc", "%s-%s" % (name, digest)),
+        "spec": {"backoffLimit": 6, "template": {"metadata": {"labels": labels}, "spec": _secured(settings, {
+            "restartPolicy": "OnFailure", "containers": [container], "volumes": volumes})}},
+    }
+    return [config, secret, job]
+
+
+def _config_yaml(data):
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=1000)
+
+
+def k8s_manifests(cluster, settings, kind, with_changefeed=False):
+    """The objects of one kind, in apply order; an empty list when the kind has no deployed instance.
+    TiCDC's include the changefeed Job in render mode, or with ``with_changefeed``."""
     cluster, settings = _check(cluster, settings, "k8s_manifests")
     if kind not in topo.BY_NAME:
         raise AnsibleFilterError("k8s_manifests: kind must be one of %s, got %r" % (", ".join(topo.NAMES), kind))
@@ -313,6 +432,10 @@ def k8s_manifests(cluster, settings, kind):
         objects += _bucket_job(cluster, settings)
     if kind == "tidb" and cluster.get("tici_account"):
         objects += _account_job(cluster, settings)
+    # Live, the ticdc role converges the changefeed from the controller, once MinIO's bucket exists; a
+    # rendered cluster has no controller, so it gets the Job (after the bucket Job, by file order).
+    if kind == "ticdc" and cluster.get("changefeed") and (settings.get("render_dir") or with_changefeed):
+        objects += _changefeed_job(cluster, settings)
     return objects
 
 
@@ -331,7 +454,8 @@ def k8s_inventory(cluster, settings, destroy_data=False, kinds=None):
     namespace = plain_settings["namespace"]
     found, claims = [], []
     for kind in topo.start_order(kinds or topo.NAMES):
-        for obj in k8s_manifests(cluster, settings, kind):
+        # A cluster applied from rendered files has the changefeed Job too: delete it if it is there.
+        for obj in k8s_manifests(cluster, settings, kind, with_changefeed=True):
             found.append({"apiVersion": obj["apiVersion"], "kind": obj["kind"], "namespace": namespace, "name": obj["metadata"]["name"]})
             if obj["kind"] == "StatefulSet" and obj["spec"].get("volumeClaimTemplates"):
                 claims += [{"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": namespace,
@@ -344,6 +468,45 @@ def k8s_inventory(cluster, settings, destroy_data=False, kinds=None):
         if plain_settings.get("create_namespace") and not kinds:
             found.append({"apiVersion": "v1", "kind": "Namespace", "namespace": "", "name": namespace})
     return found
+
+
+# What the playbooks' account does in the cluster's namespace, and nothing more: apply, read and
+# delete the objects of k8s_manifests; read pods and delete one to restart it; read and (destroy
+# with data, scale-in) delete claims; reach the components through the API server's proxy (GET,
+# POST, PUT and DELETE map to get, create, update, delete). A server-side apply that creates an
+# object needs create besides patch. tests/unit/kubernetes's fake API server enforces these rules,
+# so every live test proves they suffice.
+RBAC_RULES = [
+    {"apiGroups": [""], "resources": ["configmaps", "secrets", "services"], "verbs": ["get", "create", "patch", "delete"]},
+    {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": ["get", "create", "patch", "delete"]},
+    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "create", "patch", "delete"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "delete"]},
+    {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["get", "delete"]},
+    {"apiGroups": [""], "resources": ["pods/proxy", "services/proxy"], "verbs": ["get", "create", "update", "delete"]},
+]
+# Only with tidb_k8s_create_namespace: namespaces are cluster-scoped (a ClusterRole), and a create
+# cannot be limited to one name.
+NAMESPACE_RULES = [
+    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["create"]},
+    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "patch", "delete"], "resourceNames": ["{namespace}"]},
+]
+
+
+def k8s_rbac(cluster, settings):
+    """The Role the playbooks' account needs in the namespace (bind it to that account), and the
+    ClusterRole for the Namespace when the backend creates it."""
+    cluster, settings = _check(cluster, settings, "k8s_rbac")
+    name = "%s-tidbops-playbooks" % cluster["cluster_name"]
+    labels = {"app.kubernetes.io/name": "tidb-cluster", "app.kubernetes.io/instance": cluster["cluster_name"],
+              "app.kubernetes.io/managed-by": MANAGED_BY}
+    objects = [{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                "metadata": {"name": name, "namespace": settings["namespace"], "labels": labels},
+                "rules": [dict(rule) for rule in RBAC_RULES]}]
+    if settings.get("create_namespace"):
+        rules = [dict(rule, resourceNames=[settings["namespace"]]) if "resourceNames" in rule else dict(rule) for rule in NAMESPACE_RULES]
+        objects.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                        "metadata": {"name": "%s-%s-namespace" % (settings["namespace"], name), "labels": labels}, "rules": rules})
+    return objects
 
 
 def k8s_object_line(obj):
@@ -367,5 +530,5 @@ class FilterModule:
     """Kubernetes backend filters."""
 
     def filters(self):
-        return {"k8s_manifests": k8s_manifests, "k8s_namespace": k8s_namespace, "k8s_inventory": k8s_inventory,
+        return {"k8s_manifests": k8s_manifests, "k8s_namespace": k8s_namespace, "k8s_inventory": k8s_inventory, "k8s_rbac": k8s_rbac,
                 "k8s_object_line": k8s_object_line, "k8s_pod_replacement": k8s_pod_replacement}

@@ -606,11 +606,24 @@ def _kubernetes_problems(settings, backend, members):
                          for key, amount in amounts.items() if not _is_quantity(amount)]
     if tici and members['minio'] and not (isinstance(backend.get('s3_client_image'), str) and backend['s3_client_image']):
         problems.append('tidb_k8s_s3_client_image must be a non-empty image reference (the bucket Job runs it)')
+    if members['tiflash'] and not _is_image(backend.get('log_tailer_image')):
+        problems.append("tidb_k8s_log_tailer_image must be a non-empty image reference (the sidecars that print TiFlash's "
+                        "log files run it)")
+    if not isinstance(backend.get('pod_security_context', {}), dict):
+        problems.append('tidb_k8s_pod_security_context must be a mapping (a pod securityContext such as {fsGroup: 1000})')
+    if tici and members['ticdc'] and backend.get('render_dir') and not _is_image(backend.get('runner_image')):
+        problems.append('tidb_k8s_runner_image must be a non-empty image reference to render a cluster with TiCI: the Job '
+                        'that converges the TiCI changefeed runs ansible-playbook and this collection in it (build '
+                        'execution-environment.yml)')
     sql_client_image = backend.get('sql_client_image')
     if tici and settings.get('tici_tidb_user') != 'root' and not (isinstance(sql_client_image, str) and sql_client_image):
         problems.append("tidb_k8s_sql_client_image must be a non-empty image reference (the Job that creates TiCI's TiDB "
                         "account runs it)")
     return problems
+
+
+def _is_image(value):
+    return isinstance(value, str) and bool(value.strip())
 
 
 def _is_port_like(value):

@@ -51,7 +51,10 @@ COMMON_VARS = ('advertise_host', 'listen_host', 'data_dir', 'config')
 KINDS = (
     Kind('pd', 'PD', 'pd_servers', 'pd', 'pd', 'pd',
          (Port('client_port', 2379, None, 'client'), Port('peer_port', 2380, None, 'peer')),
-         'client_port', ('client_port', '/pd/api/v1/health'), True, 90, (), False, False,
+         # A TCP probe: /pd/api/v1/health needs a quorum, so during a leader election every PD would
+         # leave the -pd Service everything starts from (tidb-operator's PD has no HTTP probe either).
+         # The playbook's PD gate stays semantic (component_ready pd).
+         'client_port', ('client_port', None), True, 90, (), False, False,
          {'name': 'pd_name'}),
     Kind('tikv', 'TiKV', 'tikv_servers', 'tikv', 'tikv', 'tikv',
          (Port('port', 20160, 'tikv_port', 'server'), Port('status_port', 20180, None, 'status')),

@@ -67,6 +67,7 @@ CONTAINER_SETTINGS = {"config_root": "/var/lib/tidbops/clusters", "image_pull": 
                       "ulimits": {"nofile": _load("inventories/local-ha/group_vars/all.yml")["tidb_container_ulimits"]["nofile"]}}
 K8S_SETTINGS = {"namespace": "tidb", "create_namespace": True, "render_dir": "/tmp/unused", "image_pull_policy": "IfNotPresent",
                 "kubeconfig": "", "context": "", "tiflash_probe": {}, "s3_client_image": "example.invalid/mc:1", "sql_client_image": "example.invalid/mysql:1",
+                "log_tailer_image": "example.invalid/busybox:1", "runner_image": "example.invalid/tidbops-ee:1",
                 "storage": {"class_name": "", "pd": "1Gi", "tikv": "1Gi", "tiflash": "1Gi", "ticdc": "1Gi", "tici_worker": "1Gi",
                             "minio": "1Gi"},
                 "resources": {name: {"requests": {"cpu": "100m"}} for name in topo.NAMES}}
@@ -127,7 +128,7 @@ def _pods(model, settings):
         sts = [o for o in objects if o["kind"] == "StatefulSet"][0]
         container = sts["spec"]["template"]["spec"]["containers"][0]
         volumes = {v["name"]: v.get("configMap", {}).get("name") or v["secret"]["secretName"]
-                   for v in sts["spec"]["template"]["spec"]["volumes"]}
+                   for v in sts["spec"]["template"]["spec"]["volumes"] if "emptyDir" not in v}
         sources = {o["metadata"]["name"]: o.get("data") or o.get("stringData") for o in objects if o["kind"] in ("ConfigMap", "Secret")}
         for host in model["members"][kind]:
             pod = model["instances"][host]["pod"]

@@ -34,6 +34,15 @@ that runs between requests):
 * ``currentRevision`` becomes the update revision once every pod runs it, and the status counts
   replicas, ready, current and updated pods.
 
+Every request is authorized as the API server's RBAC authorizer would, against the Role (and the
+Namespace's ClusterRole) that the k8s_rbac filter renders for the playbooks' account: a request that
+the rules do not allow is answered 403 Forbidden and recorded in ``forbidden``. So every live test
+also proves that the rendered Role suffices. Discovery (``/version``, ``/api``, ``/apis...``) is open,
+as the ``system:discovery`` ClusterRole makes it. The verb is RBAC's: GET of an object ``get``, of a
+collection ``list``, POST ``create``, PUT ``update``, PATCH ``patch`` (and ``create`` too when a
+server-side apply creates the object), DELETE ``delete``; a proxy path is the ``pods/proxy`` or
+``services/proxy`` subresource.
+
 ``events`` records what the controller and the clients did to pods, in order: ``("partition", set,
 value)`` whenever a write changes a partition, ``("delete", pod)`` for a client's delete,
 ``("replace", pod)`` when the controller deletes a pod to update it, and ``("create", pod,
@@ -50,6 +59,7 @@ import time
 import uuid
 
 import yaml
+from k8s_inventory import load_filters
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
@@ -63,6 +73,7 @@ OBJECT_PATH = re.compile(r"^/(?:api/v1|apis/(?P<group>[a-z.]+/v1))(?:/namespaces
 LIST_PATH = re.compile(r"^/(?:api/v1|apis/(?P<group>[a-z.]+/v1))(?:/namespaces/(?P<ns>[^/]+))?/(?P<plural>[a-z]+)$")
 PROXY_PATH = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/(?P<kind>pods|services)/(?P<name>[^/:]+):(?P<port>\d+)/proxy(?P<path>/.*)$")
 REVISION_LABEL = "controller-revision-hash"
+RBAC_RULES, NAMESPACE_RULES = load_filters().RBAC_RULES, load_filters().NAMESPACE_RULES
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -114,7 +125,10 @@ def _selected(obj, selector):
 
 class FakeApiServer:
     def __init__(self, pd_members=3, rolled_out=True, tikv_stores=3, tiflash_stores=2, captures=2,
-                 ready_after=0.0, terminate_after=0.0):
+                 ready_after=0.0, terminate_after=0.0, namespace="tidb"):
+        self.rules = [(rule, namespace) for rule in RBAC_RULES] + [(dict(rule, resourceNames=[namespace]) if "resourceNames" in rule else rule, None)
+                                                                   for rule in NAMESPACE_RULES]
+        self.forbidden = []
         self.objects = {}
         self.requests = []
         self.patches = []
@@ -182,9 +196,42 @@ class FakeApiServer:
         with self._lock:
             dry = request.method == "PATCH" and "dryRun" in request.args
             self.requests.append(("PATCH(dry-run)" if dry else request.method, request.path))
+            denied = self._denied(request)
+            if denied:
+                self.forbidden.append(denied)
+                return self._json({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden",
+                                   "message": denied, "code": 403}, 403)(environ, start_response)
             self._reconcile()
             response = self._route(request)
         return response(environ, start_response)
+
+    def _attributes(self, request):
+        """RBAC's view of a request: [(api group, resource, namespace, name, verb)], or [] for discovery."""
+        path, method = request.path, request.method
+        proxy = PROXY_PATH.match(path)
+        if proxy:
+            verb = {"GET": "get", "HEAD": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}[method]
+            return [("", proxy.group("kind") + "/proxy", proxy.group("ns"), proxy.group("name"), verb)]
+        match = OBJECT_PATH.match(path) or LIST_PATH.match(path)
+        if not match:
+            return []
+        group = (match.group("group") or "").split("/")[0]
+        name = match.groupdict().get("name")
+        verb = {"GET": "get" if name else "list", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}[method]
+        found = [(group, match.group("plural"), match.group("ns"), name, verb)]
+        if method == "PATCH" and name and path not in self.objects and "dryRun" not in request.args:
+            found.append((group, match.group("plural"), match.group("ns"), name, "create"))  # an apply that creates
+        return found
+
+    def _denied(self, request):
+        for group, resource, namespace, name, verb in self._attributes(request):
+            allowed = any(group in rule["apiGroups"] and resource in rule["resources"] and verb in rule["verbs"]
+                          and (scope is None or scope == namespace) and (name in rule.get("resourceNames", [name]))
+                          for rule, scope in self.rules)
+            if not allowed:
+                return 'User "tidbops" cannot %s resource "%s" in API group "%s" in the namespace "%s" (name %s)' % (
+                    verb, resource, group, namespace, name)
+        return None
 
     def _route(self, request):
         path = request.path

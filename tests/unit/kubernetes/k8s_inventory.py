@@ -55,6 +55,10 @@ def make_backend(**overrides):
         "s3_client_image": "example.invalid/mc:v1",
         "sql_client_image": "example.invalid/mysql:v1",
         "tiflash_probe": {},
+        "log_tailer_image": "example.invalid/busybox:v1",
+        "pod_security_context": {},
+        "runner_image": "example.invalid/tidbops-ee:v1",
+        "job_timeout": 300,
     }
     backend.update(copy.deepcopy(overrides))
     return backend

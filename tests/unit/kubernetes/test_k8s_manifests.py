@@ -127,12 +127,19 @@ def test_without_tici_ticdc_runs_the_classic_architecture():
 
 
 @pytest.mark.parametrize("name, path, port", [
-    ("tidb-pd", "/pd/api/v1/health", 2379), ("tidb-tikv", "/status", 20180), ("tidb-tidb", "/status", 10080),
+    ("tidb-tikv", "/status", 20180), ("tidb-tidb", "/status", 10080),
     ("tidb-ticdc", "/status", 8300), ("tidb-minio", "/minio/health/ready", 9000), ("tidb-tiflash", "/tiflash/readyz", 20292),
 ])
 def test_http_readiness_probes(all_manifests, name, path, port):
     probe = _container(all_manifests, name)["readinessProbe"]["httpGet"]
     assert (probe["path"], probe["port"]) == (path, port)
+
+
+def test_pd_readiness_needs_no_quorum(all_manifests):
+    """PD's /pd/api/v1/health needs a quorum: with it as the probe, a leader election would empty the PD
+    Service every component starts from. A TCP check on the client port says what the probe can know."""
+    probe = _container(all_manifests, "tidb-pd")["readinessProbe"]
+    assert probe["tcpSocket"] == {"port": 2379} and "httpGet" not in probe and "exec" not in probe
 
 
 def _secret_toml(objects, secret, key):
@@ -288,8 +295,10 @@ def test_quantity_syntax(quantity, valid):
 
 def test_destroy_list_keeps_data_unless_asked(cluster):
     keep = [km.k8s_object_line(obj) for obj in km.k8s_inventory(*cluster)]
-    created = [o for kind in _model.topo.NAMES for o in km.k8s_manifests(*cluster, kind)]
+    # The changefeed Job's objects too: a cluster applied from rendered files has them.
+    created = [o for kind in _model.topo.NAMES for o in km.k8s_manifests(*cluster, kind, with_changefeed=True)]
     assert len(keep) == len(created) and len(set(keep)) == len(keep)
+    assert "Job tidb-test/tidb-ticdc-changefeed-" in " ".join(keep)
     # The reverse of the apply order: TiFlash's StatefulSet first, PD's ConfigMap last.
     assert keep[0] == "StatefulSet tidb-test/tidb-tiflash" and keep[-1] == "ConfigMap tidb-test/tidb-pd-config"
     assert not any(line.startswith(("PersistentVolumeClaim", "Namespace")) for line in keep)

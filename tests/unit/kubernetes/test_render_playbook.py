@@ -38,17 +38,20 @@ def test_render_writes_every_manifest_and_is_idempotent(tmp_path):
     assert first.returncode == 0, first.stdout[-3000:]
     files = sorted(os.listdir(out))
     assert files == ["00-namespace.yaml", "10-pd.yaml", "20-tikv.yaml", "30-tidb-secrets.yaml", "30-tidb.yaml", "40-minio-secrets.yaml",
-                     "40-minio.yaml", "50-ticdc.yaml", "60-tici_meta-secrets.yaml",
+                     "40-minio.yaml", "50-ticdc-secrets.yaml", "50-ticdc.yaml", "60-tici_meta-secrets.yaml",
                      "60-tici_meta.yaml", "65-tici_worker-secrets.yaml", "65-tici_worker.yaml",
-                     "70-tiflash-secrets.yaml", "70-tiflash.yaml"]
+                     "70-tiflash-secrets.yaml", "70-tiflash.yaml", "rbac"]
+    # The playbooks' Role, outside the numbered files: an administrator binds it.
+    assert [o["kind"] for o in k8s_check.load([str(out / "rbac")])] == ["Role", "ClusterRole"]
+    files.remove("rbac")
     for name in files:
         mode = stat.S_IMODE(os.stat(out / name).st_mode)
         assert mode == (0o600 if "secrets" in name else 0o644), name
     objects = k8s_check.load([str(out)])
-    assert len(objects) == 38
+    assert len(objects) == 41  # with the changefeed Job, its ConfigMap and its Secret
     assert k8s_check.check(objects, secrets=["change-me-example-password"]) == []
     kinds = [o["kind"] for o in objects]
-    assert kinds.count("StatefulSet") == 8 and kinds.count("Job") == 2  # the bucket, and TiCI's account
+    assert kinds.count("StatefulSet") == 8 and kinds.count("Job") == 3  # the bucket, TiCI's account, the changefeed
     # No partition: a GitOps tool applies them and Kubernetes rolls.
     assert all(o["spec"]["updateStrategy"] == {"type": "RollingUpdate"} for o in objects if o["kind"] == "StatefulSet")
     # No secret reached the log.

@@ -138,7 +138,8 @@ def test_bridge_network_advertises_container_names_and_reaches_published_ports()
 
 def test_kubernetes_addresses_are_pod_names_and_the_api_server_proxy():
     backend = {"namespace": "db", "kubeconfig": "/k", "render_dir": "", "image_pull_policy": "Never",
-               "storage": {name: "1Gi" for name in topo.NAMES}, "resources": {}, "s3_client_image": "mc:1", "sql_client_image": "mysql:1"}
+               "storage": {name: "1Gi" for name in topo.NAMES}, "resources": {}, "s3_client_image": "mc:1", "sql_client_image": "mysql:1",
+               "log_tailer_image": "busybox:1"}
     model = ok(backend="kubernetes", backend_settings=backend)
     assert model["instances"]["tikv0"]["advertise_host"] == "tidb-tikv-0.tidb-tikv-peer.db.svc"
     assert model["pd_addrs"] == ["tidb-pd:2379"] and model["pd_endpoint"] == "http://tidb-pd:2379"
@@ -185,7 +186,8 @@ def test_tici_s3_keys_are_the_users_unless_given_and_root_only_makes_the_bucket(
     assert [p for p in problems if p.startswith("minio_tici_user must have 3 characters or more and differ from minio_root_user")]
     # Kubernetes: the controller cannot reach MinIO's admin API; the same user, made by the bucket Job.
     backend = {"namespace": "db", "kubeconfig": "/k", "render_dir": "", "image_pull_policy": "Never",
-               "storage": {name: "1Gi" for name in topo.NAMES}, "resources": {}, "s3_client_image": "mc:1", "sql_client_image": "mysql:1"}
+               "storage": {name: "1Gi" for name in topo.NAMES}, "resources": {}, "s3_client_image": "mc:1", "sql_client_image": "mysql:1",
+               "log_tailer_image": "busybox:1"}
     k8s = ok(backend="kubernetes", backend_settings=backend)
     assert k8s["s3"]["access_key"] == "tici" and k8s["minio_user"]["endpoint"] is None
     assert k8s["bucket_credentials"] == {"access_key": "tidbops", "secret_key": SECRET}
@@ -397,7 +399,8 @@ def test_tici_gets_its_own_tidb_account_limited_to_database_tici():
 def test_the_account_job_on_kubernetes_keeps_its_password_in_a_secret():
     from ansible_collections.tidbops.cluster.plugins.filter.k8s_manifests import k8s_manifests  # pylint: disable=import-outside-toplevel
     backend = {"namespace": "db", "kubeconfig": "/k", "render_dir": "", "image_pull_policy": "Never",
-               "storage": {name: "1Gi" for name in topo.NAMES}, "resources": {}, "s3_client_image": "mc:1", "sql_client_image": "mysql:1"}
+               "storage": {name: "1Gi" for name in topo.NAMES}, "resources": {}, "s3_client_image": "mc:1", "sql_client_image": "mysql:1",
+               "log_tailer_image": "busybox:1"}
     model = ok(backend="kubernetes", backend_settings=backend, tici_tidb_password="it's\\pw")
     assert model["tidb_sql"] is None  # the controller reaches TiDB through the API server only
     objects = k8s_manifests(model, backend, "tidb")
