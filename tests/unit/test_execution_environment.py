@@ -31,7 +31,9 @@ def test_ansible_builder_creates_the_context_from_the_built_tarball(tmp_path):
     assert (tmp_path / 'dist' / tarball).is_file()
     for name in ('execution-environment.yml', 'requirements.txt'):
         shutil.copy(TOP / name, tmp_path / name)
-    run = subprocess.run([str(BIN / 'ansible-builder'), 'create', '-f', 'execution-environment.yml', '--context', 'context'],
+    # The file's name follows the container runtime found on the machine unless it is given.
+    run = subprocess.run([str(BIN / 'ansible-builder'), 'create', '-f', 'execution-environment.yml', '--context', 'context',
+                          '--output-filename', 'Containerfile'],
                          cwd=tmp_path, capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stdout + run.stderr
     context = tmp_path / 'context'
