@@ -69,4 +69,17 @@ options:
       port:
         description: Send every request to this port, whatever the URL's port.
         type: int
+      in_cluster:
+        description:
+          - Instead of the proxy, run the module in the cluster, as a Job in O(kube_proxy.namespace), so the controller
+            only talks to the API server (the Kubernetes backend's C(tidb_k8s_transport=in_cluster)).
+          - The action plugin creates the Job and a Secret with the options (owned by the Job), waits for the Job, reads the
+            module's result from the pod's log and deletes the Job. In the pod the module runs without O(kube_proxy).
+          - "Keys: C(image) (an execution environment with ansible-core and this collection), C(python) (its Python),
+            C(collections_path) (where the collection is installed), C(job_prefix) (the Jobs' name prefix), and optionally
+            C(labels), C(image_pull_policy), C(pod_security_context) and C(start_timeout) (seconds for scheduling and the
+            image, added to the module's O(timeout); default 300)."
+          - Needs the C(kubernetes) Python package on the controller, and in the namespace C(create), C(get) and C(delete)
+            on Jobs, C(create) on Secrets, C(list) on pods and C(get) on C(pods/log).
+        type: dict
 '''

@@ -472,18 +472,29 @@ def k8s_inventory(cluster, settings, destroy_data=False, kinds=None):
 
 # What the playbooks' account does in the cluster's namespace, and nothing more: apply, read and
 # delete the objects of k8s_manifests; read pods and delete one to restart it; read and (destroy
-# with data, scale-in) delete claims; reach the components through the API server's proxy (GET,
-# POST, PUT and DELETE map to get, create, update, delete). A server-side apply that creates an
-# object needs create besides patch. tests/unit/kubernetes's fake API server enforces these rules,
-# so every live test proves they suffice.
+# with data, scale-in) delete claims. A server-side apply that creates an object needs create
+# besides patch. Then, by tidb_k8s_transport: reach the components through the API server's proxy
+# (GET, POST, PUT and DELETE map to get, create, update, delete), or run the modules as Jobs
+# (plugin_utils/_in_cluster.py: a Job and a Secret created, the pod's log read, the Job deleted).
+# tests/unit/kubernetes's fake API server enforces these rules, so every live test proves they suffice.
 RBAC_RULES = [
     {"apiGroups": [""], "resources": ["configmaps", "secrets", "services"], "verbs": ["get", "create", "patch", "delete"]},
     {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": ["get", "create", "patch", "delete"]},
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "create", "patch", "delete"]},
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "delete"]},
     {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["get", "delete"]},
-    {"apiGroups": [""], "resources": ["pods/proxy", "services/proxy"], "verbs": ["get", "create", "update", "delete"]},
 ]
+TRANSPORT_RULES = {
+    "proxy": [{"apiGroups": [""], "resources": ["pods/proxy", "services/proxy"], "verbs": ["get", "create", "update", "delete"]}],
+    "in_cluster": [{"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}],
+}
+
+
+def rbac_rules(transport):
+    """The namespace's rules for a transport (proxy or in_cluster)."""
+    return [dict(rule) for rule in RBAC_RULES + TRANSPORT_RULES[transport]]
+
+
 # Only with tidb_k8s_create_namespace: namespaces are cluster-scoped (a ClusterRole), and a create
 # cannot be limited to one name.
 NAMESPACE_RULES = [
@@ -501,7 +512,7 @@ def k8s_rbac(cluster, settings):
               "app.kubernetes.io/managed-by": MANAGED_BY}
     objects = [{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
                 "metadata": {"name": name, "namespace": settings["namespace"], "labels": labels},
-                "rules": [dict(rule) for rule in RBAC_RULES]}]
+                "rules": rbac_rules(settings.get("transport") or "proxy")}]
     if settings.get("create_namespace"):
         rules = [dict(rule, resourceNames=[settings["namespace"]]) if "resourceNames" in rule else dict(rule) for rule in NAMESPACE_RULES]
         objects.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",

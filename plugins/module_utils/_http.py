@@ -46,6 +46,8 @@ KUBE_PROXY_ARGSPEC = dict(
             context=dict(type='str'),
             service=dict(type='str'),
             port=dict(type='int'),
+            # Read by the action plugin (plugin_utils/_in_cluster.py), which then runs the module in the cluster.
+            in_cluster=dict(type='dict'),
         ),
     ),
 )

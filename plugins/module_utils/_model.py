@@ -139,6 +139,16 @@ class Kubernetes(Addressing):
         for key in ('kubeconfig', 'context'):
             if backend.get(key):
                 proxy[key] = backend[key]
+        if backend.get('transport') == 'in_cluster':
+            # The modules then run in the cluster as Jobs (plugin_utils/_in_cluster.py), from the
+            # execution environment of tidb_k8s_runner_image.
+            proxy['in_cluster'] = {
+                'image': backend.get('runner_image'), 'python': backend.get('runner_python'),
+                'collections_path': backend.get('runner_collections_path'), 'image_pull_policy': backend.get('image_pull_policy'),
+                'job_prefix': '%s-run' % settings.get('cluster_name'), 'pod_security_context': backend.get('pod_security_context') or {},
+                'labels': {'app.kubernetes.io/name': 'tidb-cluster', 'app.kubernetes.io/instance': settings.get('cluster_name'),
+                           'app.kubernetes.io/managed-by': 'tidbops'},
+            }
         self.transport = {'kube_proxy': proxy}
 
     def engine_host(self, host, host_vars):
@@ -611,6 +621,15 @@ def _kubernetes_problems(settings, backend, members):
                         "log files run it)")
     if not isinstance(backend.get('pod_security_context', {}), dict):
         problems.append('tidb_k8s_pod_security_context must be a mapping (a pod securityContext such as {fsGroup: 1000})')
+    transport = backend.get('transport', 'proxy')
+    if transport not in ('proxy', 'in_cluster'):
+        problems.append('tidb_k8s_transport must be proxy or in_cluster')
+    if transport == 'in_cluster' and not backend.get('render_dir') and not (
+            _is_image(backend.get('runner_image')) and _is_image(backend.get('runner_python'))
+            and _is_image(backend.get('runner_collections_path'))):
+        problems.append('tidb_k8s_transport=in_cluster runs the gates and the changefeed as Jobs: tidb_k8s_runner_image must '
+                        'name an execution environment with this collection, and tidb_k8s_runner_python and '
+                        'tidb_k8s_runner_collections_path must be non-empty')
     if tici and members['ticdc'] and backend.get('render_dir') and not _is_image(backend.get('runner_image')):
         problems.append('tidb_k8s_runner_image must be a non-empty image reference to render a cluster with TiCI: the Job '
                         'that converges the TiCI changefeed runs ansible-playbook and this collection in it (build '

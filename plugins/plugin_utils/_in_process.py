@@ -117,6 +117,10 @@ class InProcessAction(NormalAction):
                 and not self._task.async_val)
 
     def run(self, tmp=None, task_vars=None):
+        # tidb_k8s_transport: in_cluster; the controller only talks to the API server (_in_cluster.py).
+        if ((self._task.args.get('kube_proxy') or {}).get('in_cluster')):
+            from ansible_collections.tidbops.cluster.plugins.plugin_utils import _in_cluster  # pylint: disable=import-outside-toplevel
+            return _in_cluster.run_as_job(self.MODULE, dict(self._task.args), bool(self._task.check_mode), bool(self._task.diff))
         if not self.in_process():
             return super().run(tmp, task_vars)
         return run_module(self.MODULE, dict(self._task.args), bool(self._task.check_mode), bool(self._task.diff))

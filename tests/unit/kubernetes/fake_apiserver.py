@@ -15,7 +15,8 @@ at 0; ``DELETE /pd/api/v1/stores/remove-tombstone`` forgets the tombstones. ``GE
 /pd/api/v1/stores`` lists the stores that are not Tombstone, ``?state=0&state=1&state=2`` the
 states asked for. ``pd_events`` records ``(index of the request in requests, what, who)``:
 ``offline``, ``tombstone``, ``remove-tombstone`` for store ids, ``member-delete`` and ``leader`` for
-PD member names. TiCDC's owner resigns (``POST /api/v1/owner/resign``) and a capture drains
+PD member names. TiCDC creates and reads changefeeds; its owner resigns (``POST /api/v1/owner/resign``)
+and a capture drains
 (``PUT /api/v1/captures/drain``, no table left); a capture whose pod ordinal is at or beyond its
 StatefulSet's replicas is gone from ``/api/v2/captures``.
 
@@ -43,6 +44,15 @@ collection ``list``, POST ``create``, PUT ``update``, PATCH ``patch`` (and ``cre
 server-side apply creates the object), DELETE ``delete``; a proxy path is the ``pods/proxy`` or
 ``services/proxy`` subresource.
 
+For ``tidb_k8s_transport: in_cluster`` it also plays the Job controller and the kubelet for the
+Jobs of plugin_utils/_in_cluster.py (created with POST, their Secret after them): it runs the pod's
+command here, with this checkout's collection on the Python path, the Secret's files under a
+temporary directory, and ``http_proxy`` set to this server, so that the module's requests to the
+cluster's DNS names (``http://tidb-pd:2379/...``) reach it as absolute-form proxy requests; it
+answers those as the proxy paths are answered (``cluster_requests`` records them, outside RBAC: a
+pod's traffic does not pass the API server). The pod's output is its log; the Job succeeds when the
+command exits 0. Deleting a Job deletes its pods and the Secrets it owns.
+
 ``events`` records what the controller and the clients did to pods, in order: ``("partition", set,
 value)`` whenever a write changes a partition, ``("delete", pod)`` for a client's delete,
 ``("replace", pod)`` when the controller deletes a pod to update it, and ``("create", pod,
@@ -53,7 +63,11 @@ import copy
 import datetime
 import hashlib
 import json
+import os
 import re
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -72,8 +86,10 @@ KINDS = dict((plural, kind) for plural, kind, _ns in CORE + [item for items in G
 OBJECT_PATH = re.compile(r"^/(?:api/v1|apis/(?P<group>[a-z.]+/v1))(?:/namespaces/(?P<ns>[^/]+))?/(?P<plural>[a-z]+)/(?P<name>[^/]+)$")
 LIST_PATH = re.compile(r"^/(?:api/v1|apis/(?P<group>[a-z.]+/v1))(?:/namespaces/(?P<ns>[^/]+))?/(?P<plural>[a-z]+)$")
 PROXY_PATH = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/(?P<kind>pods|services)/(?P<name>[^/:]+):(?P<port>\d+)/proxy(?P<path>/.*)$")
+POD_LOG_PATH = re.compile(r"^/api/v1/namespaces/[^/]+/pods/[^/]+/log$")
+COLLECTIONS = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".collections"))
 REVISION_LABEL = "controller-revision-hash"
-RBAC_RULES, NAMESPACE_RULES = load_filters().RBAC_RULES, load_filters().NAMESPACE_RULES
+FILTERS = load_filters()
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -125,10 +141,15 @@ def _selected(obj, selector):
 
 class FakeApiServer:
     def __init__(self, pd_members=3, rolled_out=True, tikv_stores=3, tiflash_stores=2, captures=2,
-                 ready_after=0.0, terminate_after=0.0, namespace="tidb"):
-        self.rules = [(rule, namespace) for rule in RBAC_RULES] + [(dict(rule, resourceNames=[namespace]) if "resourceNames" in rule else rule, None)
-                                                                   for rule in NAMESPACE_RULES]
+                 ready_after=0.0, terminate_after=0.0, namespace="tidb", transport="proxy"):
+        self.rules = [(rule, namespace) for rule in FILTERS.rbac_rules(transport)] + [
+            (dict(rule, resourceNames=[namespace]) if "resourceNames" in rule else rule, None) for rule in FILTERS.NAMESPACE_RULES]
         self.forbidden = []
+        self.cluster_requests = []
+        self.changefeeds = {}  # TiCDC's changefeeds by id: create and read (GET, POST /api/v2/changefeeds)
+        self.job_runs = []  # names of the Jobs whose pod ran
+        self.created = []  # bodies of the objects created with POST
+        self._job_dir = tempfile.mkdtemp(prefix="fake-kubelet-")
         self.objects = {}
         self.requests = []
         self.patches = []
@@ -193,6 +214,14 @@ class FakeApiServer:
 
     def _app(self, environ, start_response):
         request = Request(environ)
+        if request.host != self.url.split("://", 1)[1]:
+            # A pod's request to a cluster DNS name, through http_proxy (a Job's module).
+            with self._lock:
+                self.cluster_requests.append((request.method, request.host + request.path))
+                name = request.host.split(":", 1)[0].split(".", 1)[0]
+                self._reconcile()
+                response = self._proxy(request, name, request.path)
+            return response(environ, start_response)
         with self._lock:
             dry = request.method == "PATCH" and "dryRun" in request.args
             self.requests.append(("PATCH(dry-run)" if dry else request.method, request.path))
@@ -212,6 +241,9 @@ class FakeApiServer:
         if proxy:
             verb = {"GET": "get", "HEAD": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}[method]
             return [("", proxy.group("kind") + "/proxy", proxy.group("ns"), proxy.group("name"), verb)]
+        if POD_LOG_PATH.match(path):
+            parts = path.split("/")
+            return [("", "pods/log", parts[4], parts[6], "get")]
         match = OBJECT_PATH.match(path) or LIST_PATH.match(path)
         if not match:
             return []
@@ -256,9 +288,59 @@ class FakeApiServer:
         listing = LIST_PATH.match(path)
         if listing and request.method == "GET":
             return self._list(path, listing.group("plural"), request.args.get("labelSelector"))
+        if listing and request.method == "POST":
+            return self._create(path, json.loads(request.get_data(as_text=True)))
+        log = POD_LOG_PATH.match(path)
+        if log and request.method == "GET":
+            pod = self.objects.get(path[:-len("/log")])
+            return Response(pod["log"], content_type="text/plain") if pod else self._not_found()
         return self._json({"kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404}, 404)
 
     # ---- objects ------------------------------------------------------------------------------
+
+    def _create(self, collection, body):
+        path = "%s/%s" % (collection, body["metadata"]["name"])
+        if path in self.objects:
+            return self._json({"kind": "Status", "status": "Failure", "reason": "AlreadyExists", "code": 409}, 409)
+        self.created.append(copy.deepcopy(body))
+        created = self._store(path, None, copy.deepcopy(body), False)
+        if created.get("kind") == "Job":
+            threading.Thread(target=self._run_job, args=(path,), daemon=True).start()
+        return self._json(created, 201)
+
+    def _run_job(self, job_path):
+        """The kubelet's part: wait for the pod's Secret, run its command here, keep its output as the log."""
+        with self._lock:
+            job = copy.deepcopy(self.objects[job_path])
+        namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
+        spec = job["spec"]["template"]["spec"]
+        container = spec["containers"][0]
+        secret_name = spec["volumes"][0]["secret"]["secretName"]
+        mount = container["volumeMounts"][0]["mountPath"]
+        secret_path = "/api/v1/namespaces/%s/secrets/%s" % (namespace, secret_name)
+        deadline = time.monotonic() + 10
+        while secret_path not in self.objects and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with self._lock:
+            secret = copy.deepcopy(self.objects.get(secret_path))
+        root = os.path.join(self._job_dir, name)
+        os.makedirs(root)
+        for key, text in ((secret or {}).get("stringData") or {}).items():
+            with open(os.path.join(root, key), "w", encoding="utf-8") as handle:
+                handle.write(text)
+        command = [sys.executable] + [arg.replace(mount, root) for arg in container["command"][1:]]
+        env = {key: value for key, value in os.environ.items() if "proxy" not in key.lower()}
+        env.update(PYTHONPATH=COLLECTIONS, HOME=root, http_proxy=self.url, https_proxy=self.url)
+        run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
+        with self._lock:
+            self.job_runs.append(name)
+            pod = {"apiVersion": "v1", "kind": "Pod", "log": run.stdout + run.stderr,
+                   "metadata": {"name": "%s-%s" % (name, uuid.uuid4().hex[:5]), "namespace": namespace,
+                                "labels": dict(job["spec"]["template"]["metadata"]["labels"], **{"job-name": name})},
+                   "status": {"phase": "Succeeded" if run.returncode == 0 else "Failed"}}
+            self.objects["/api/v1/namespaces/%s/pods/%s" % (namespace, pod["metadata"]["name"])] = pod
+            if job_path in self.objects:
+                self.objects[job_path]["status"] = {"succeeded": 1} if run.returncode == 0 else {"failed": 1}
 
     def _list(self, path, plural, selector):
         items = [obj for key, obj in sorted(self.objects.items())
@@ -279,6 +361,13 @@ class FakeApiServer:
                 self.events.append(("delete", path.rsplit("/", 1)[1]))
                 return self._json(self._terminate(path))
             obj = self.objects.pop(path)
+            if obj.get("kind") == "Job":
+                # The garbage collector: its pods, and the Secrets it owns.
+                uid = obj["metadata"]["uid"]
+                for key, other in list(self.objects.items()):
+                    owners = [ref.get("uid") for ref in other.get("metadata", {}).get("ownerReferences") or []]
+                    if uid in owners or (other.get("kind") == "Pod" and other["metadata"].get("labels", {}).get("job-name") == obj["metadata"]["name"]):
+                        self.objects.pop(key)
             if obj.get("kind") == "StatefulSet":
                 # The garbage collector removes its pods (the claims stay).
                 for pod in self.pods(obj["metadata"]["name"], obj["metadata"].get("namespace", "default")):
@@ -464,6 +553,16 @@ class FakeApiServer:
                                "is_owner": name == "tidb-ticdc-%s" % owner, "liveness": 0})
         if path == "/api/v2/health":
             return self._json({})
+        if path == "/api/v2/changefeeds" and request.method == "POST":
+            body = json.loads(request.get_data(as_text=True))
+            self.changefeeds[body["changefeed_id"]] = {"id": body["changefeed_id"], "state": "normal", "sink_uri": body["sink_uri"],
+                                                       "config": body.get("replica_config") or {}}
+            return self._json(self.changefeeds[body["changefeed_id"]])
+        if path.startswith("/api/v2/changefeeds/") and request.method == "GET":
+            feed = self.changefeeds.get(path.rsplit("/", 1)[1])
+            if feed is None:
+                return self._json({"error_msg": "changefeed not exists", "error_code": "CDC:ErrChangeFeedNotExists"}, 400)
+            return self._json(feed)
         if path == "/api/v2/captures":
             items = [{"id": "tidb-ticdc-%d" % i, "is_owner": i == owner, "cluster_id": "default",
                       "address": "tidb-ticdc-%d.tidb-ticdc-peer.tidb.svc:8300" % i} for i in running]

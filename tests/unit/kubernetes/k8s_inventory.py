@@ -58,6 +58,9 @@ def make_backend(**overrides):
         "log_tailer_image": "example.invalid/busybox:v1",
         "pod_security_context": {},
         "runner_image": "example.invalid/tidbops-ee:v1",
+        "runner_python": "/usr/bin/python3.11",
+        "runner_collections_path": "/usr/share/ansible/collections",
+        "transport": "proxy",
         "job_timeout": 300,
     }
     backend.update(copy.deepcopy(overrides))

@@ -221,3 +221,30 @@ def test_the_fake_api_server_refuses_what_the_role_does_not_grant():
         assert status("DELETE", "/api/v1/namespaces/other") == 403  # only the cluster's own namespace
         assert status("GET", "/apis/apps/v1/namespaces/tidb/statefulsets") == 403  # a list the playbooks never make
         assert len(api.forbidden) == 4 and "cannot list resource \"secrets\"" in api.forbidden[0]
+
+
+def test_the_in_cluster_role_reads_pod_logs_instead_of_proxying():
+    model, backend = make_cluster(backend=make_backend(transport="in_cluster"))
+    assert model["problems"] == []
+    rules = km.k8s_rbac(model, backend)[0]["rules"]
+    resources = {resource for rule in rules for resource in rule["resources"]}
+    assert "pods/log" in resources and not {"pods/proxy", "services/proxy"} & resources
+    settings = model["transport"]["kube_proxy"]["in_cluster"]
+    assert settings["image"] == "example.invalid/tidbops-ee:v1" and settings["job_prefix"] == "tidb-run"
+    # Without a runner image, or with an unknown transport, the preflight names the variable.
+    bad, _backend = make_cluster(backend=make_backend(transport="in_cluster", runner_image=""))
+    assert any(problem.startswith("tidb_k8s_transport=in_cluster runs the gates") for problem in bad["problems"])
+    bad, _backend = make_cluster(backend=make_backend(transport="tunnel"))
+    assert "tidb_k8s_transport must be proxy or in_cluster" in bad["problems"]
+
+
+def test_the_runner_defaults_match_the_execution_environment():
+    """tidb_k8s_runner_python is execution-environment.yml's Python, tidb_k8s_runner_collections_path
+    where ansible-builder installs collections."""
+    from ansible_builder import constants  # pylint: disable=import-outside-toplevel
+    with open(os.path.join(TOP, "execution-environment.yml"), encoding="utf-8") as handle:
+        environment = yaml.safe_load(handle)
+    with open(os.path.join(TOP, "roles", "_kubernetes", "defaults", "main.yml"), encoding="utf-8") as handle:
+        defaults = yaml.safe_load(handle)
+    assert defaults["tidb_k8s_runner_python"] == environment["dependencies"]["python_interpreter"]["python_path"]
+    assert defaults["tidb_k8s_runner_collections_path"] == constants.base_collections_path
