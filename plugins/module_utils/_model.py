@@ -616,7 +616,7 @@ def _kubernetes_problems(settings, backend, members):
                          for key, amount in amounts.items() if not _is_quantity(amount)]
     if tici and members['minio'] and not (isinstance(backend.get('s3_client_image'), str) and backend['s3_client_image']):
         problems.append('tidb_k8s_s3_client_image must be a non-empty image reference (the bucket Job runs it)')
-    if members['tiflash'] and not _is_image(backend.get('log_tailer_image')):
+    if members['tiflash'] and not _non_empty(backend.get('log_tailer_image')):
         problems.append("tidb_k8s_log_tailer_image must be a non-empty image reference (the sidecars that print TiFlash's "
                         "log files run it)")
     if not isinstance(backend.get('pod_security_context', {}), dict):
@@ -625,12 +625,12 @@ def _kubernetes_problems(settings, backend, members):
     if transport not in ('proxy', 'in_cluster'):
         problems.append('tidb_k8s_transport must be proxy or in_cluster')
     if transport == 'in_cluster' and not backend.get('render_dir') and not (
-            _is_image(backend.get('runner_image')) and _is_image(backend.get('runner_python'))
-            and _is_image(backend.get('runner_collections_path'))):
+            _non_empty(backend.get('runner_image')) and _non_empty(backend.get('runner_python'))
+            and _non_empty(backend.get('runner_collections_path'))):
         problems.append('tidb_k8s_transport=in_cluster runs the gates and the changefeed as Jobs: tidb_k8s_runner_image must '
                         'name an execution environment with this collection, and tidb_k8s_runner_python and '
                         'tidb_k8s_runner_collections_path must be non-empty')
-    if tici and members['ticdc'] and backend.get('render_dir') and not _is_image(backend.get('runner_image')):
+    if tici and members['ticdc'] and backend.get('render_dir') and not _non_empty(backend.get('runner_image')):
         problems.append('tidb_k8s_runner_image must be a non-empty image reference to render a cluster with TiCI: the Job '
                         'that converges the TiCI changefeed runs ansible-playbook and this collection in it (build '
                         'execution-environment.yml)')
@@ -641,7 +641,7 @@ def _kubernetes_problems(settings, backend, members):
     return problems
 
 
-def _is_image(value):
+def _non_empty(value):
     return isinstance(value, str) and bool(value.strip())
 
 

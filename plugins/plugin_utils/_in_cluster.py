@@ -35,7 +35,7 @@ import json
 import time
 import uuid
 
-from ansible_collections.tidbops.cluster.plugins.plugin_utils._in_process import run_module
+from ansible_collections.tidbops.cluster.plugins.plugin_utils._in_process import run_module, validate
 
 RESULT_MARK = 'tidbops-result: '
 REQUEST_DIR = '/etc/tidbops/run'
@@ -120,6 +120,10 @@ def run_as_job(module_file, args, check_mode=False, diff=False):
     """Run ``module_file`` in the cluster with ``args`` (their ``kube_proxy.in_cluster`` says how);
     its result, ``failed`` set when it failed or gave none."""
     args = json.loads(json.dumps(args))
+    # Bad options fail here, before a Job is made.
+    failed = validate(module_file, args)[1]
+    if failed:
+        return failed
     kube = args.pop('kube_proxy')
     settings = kube['in_cluster']
     module_name = module_file.__name__.rsplit('.', 1)[-1]

@@ -76,6 +76,20 @@ class InProcessModule:
         return remove_values(result, self.no_log_values)
 
 
+def validate(module_file, args):
+    """``args`` checked against the module's ARGUMENT_SPEC (and ARGUMENT_RULES): (the validation, the
+    module's failed result or None)."""
+    validator = ArgumentSpecValidator(module_file.ARGUMENT_SPEC, **getattr(module_file, 'ARGUMENT_RULES', {}))
+    validation = validator.validate(args)
+    if not validation.error_messages:
+        return validation, None
+    message = validation.errors.msg
+    if isinstance(validation.errors[0], UnsupportedError):
+        message = 'Unsupported parameters for (%s) module: %s' % (module_file.__name__.rsplit('.', 1)[-1], message)
+    no_log_values = validation._no_log_values  # pylint: disable=protected-access  # AnsibleModule reads it the same way
+    return validation, remove_values(dict(failed=True, changed=False, msg=message), no_log_values)
+
+
 def run_module(module_file, args, check_mode=False, diff=False):
     """Run ``module_file.run`` with ``args`` checked against its ARGUMENT_SPEC (and ARGUMENT_RULES);
     return the module's result, ``failed`` set when it failed."""
@@ -84,14 +98,10 @@ def run_module(module_file, args, check_mode=False, diff=False):
     # own values are Ansible's tagged subclasses of them (templating marks where each came from), and
     # a library may insist on the exact type (PyMySQL: ``type(port) is int``).
     args = json.loads(json.dumps(args))
-    validator = ArgumentSpecValidator(module_file.ARGUMENT_SPEC, **getattr(module_file, 'ARGUMENT_RULES', {}))
-    validation = validator.validate(args)
+    validation, failed = validate(module_file, args)
+    if failed:
+        return failed
     no_log_values = validation._no_log_values  # pylint: disable=protected-access  # AnsibleModule reads it the same way
-    if validation.error_messages:
-        message = validation.errors.msg
-        if isinstance(validation.errors[0], UnsupportedError):
-            message = 'Unsupported parameters for (%s) module: %s' % (name, message)
-        return remove_values(dict(failed=True, changed=False, msg=message), no_log_values)
     module = InProcessModule(validation.validated_parameters, check_mode, diff, no_log_values)
     try:
         module_file.run(module)
@@ -118,7 +128,7 @@ class InProcessAction(NormalAction):
 
     def run(self, tmp=None, task_vars=None):
         # tidb_k8s_transport: in_cluster; the controller only talks to the API server (_in_cluster.py).
-        if ((self._task.args.get('kube_proxy') or {}).get('in_cluster')):
+        if (self._task.args.get('kube_proxy') or {}).get('in_cluster'):
             from ansible_collections.tidbops.cluster.plugins.plugin_utils import _in_cluster  # pylint: disable=import-outside-toplevel
             return _in_cluster.run_as_job(self.MODULE, dict(self._task.args), bool(self._task.check_mode), bool(self._task.diff))
         if not self.in_process():

@@ -114,3 +114,12 @@ def test_the_changefeed_is_made_in_the_cluster_and_its_keys_stay_in_a_secret(tmp
         holders = [obj["kind"] for obj in api.created if secret_key in json.dumps(obj)]
         assert holders == ["Secret", "Secret"] and secret_key not in first.stdout + again.stdout
         assert _leftovers(api) == []
+
+
+def test_bad_options_fail_before_any_job_is_made():
+    from ansible_collections.tidbops.cluster.plugins.modules import component_ready  # pylint: disable=import-outside-toplevel
+    with FakeApiServer(transport="in_cluster") as api:
+        result = _in_cluster.run_as_job(component_ready, {"component": "pd", "endpoints": ["http://tidb-pd:2379"], "colour": "red",
+                                                          "kube_proxy": {"namespace": "tidb", "in_cluster": SETTINGS}})
+        assert result["failed"] is True and "Unsupported parameters for (component_ready) module: colour" in result["msg"]
+        assert api.requests == []
