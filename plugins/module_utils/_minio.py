@@ -5,7 +5,8 @@
 # This module_utils is PRIVATE and must only be used by this collection.
 # It may change at any time, without notice.
 
-"""A MinIO user limited to one bucket, through MinIO's admin API (minio-py's MinioAdmin).
+"""A MinIO user limited to one bucket, through MinIO's admin API (minio-py's MinioAdmin), and, when
+asked, the bucket itself (minio-py's Minio with the root credentials).
 
 TiCDC, TiCI and TiFlash read and write TiCI's files in one bucket; they get a user whose canned policy
 allows that bucket only (bucket_policy), so the MinIO root credentials stay with the MinIO role.
@@ -72,15 +73,26 @@ def error_code(exc):
 
 class MinioUser:
     """One user and its bucket policy on one MinIO, through ``admin`` (MinioAdmin) and ``s3_as_user``
-    (a callable that makes one signed S3 request with the user's keys, raising minio-py's S3Error)."""
+    (a callable that makes one signed S3 request with the user's keys, raising minio-py's S3Error).
+    With ``root_s3`` (minio-py's Minio with the root credentials) the bucket is made too when it is
+    missing: one HEAD when it exists, where a general S3 bucket module reads every bucket property."""
 
-    def __init__(self, admin, s3_as_user, access_key, secret_key, bucket, policy_name):
+    def __init__(self, admin, s3_as_user, access_key, secret_key, bucket, policy_name, root_s3=None):
         self.admin = admin
         self.s3_as_user = s3_as_user
         self.access_key = access_key
         self.secret_key = secret_key
         self.bucket = bucket
         self.policy_name = policy_name
+        self.root_s3 = root_s3
+
+    def _bucket_exists(self):
+        if self.root_s3 is None:
+            return None
+        try:
+            return self.root_s3.bucket_exists(self.bucket)
+        except Exception as exc:  # pylint: disable=broad-except  # minio-py raises several types
+            raise MinioUserError('checking that bucket %s exists: %s' % (self.bucket, exc)) from exc
 
     def _admin_json(self, step, call, *args, **kwargs):
         try:
@@ -92,12 +104,14 @@ class MinioUser:
         return json.loads(text) if text else {}
 
     def read(self):
-        """{policy, user (None when absent), policies} as MinIO has them now."""
+        """{bucket (whether it exists; None when not asked), policy, user (None when absent), policies}
+        as MinIO has them now."""
+        bucket = self._bucket_exists()
         policy = self._admin_json('reading policy %s' % self.policy_name, self.admin.policy_info, self.policy_name)
         if isinstance(policy, dict) and isinstance(policy.get('Policy'), dict):  # the v2 answer wraps it
             policy = policy['Policy']
         user = self._admin_json('reading user %s' % self.access_key, self.admin.user_info, self.access_key)
-        return {'policy': policy, 'user': user, 'policies': attached_policies(user or {})}
+        return {'bucket': bucket, 'policy': policy, 'user': user, 'policies': attached_policies(user or {})}
 
     def secret_is_current(self):
         try:
@@ -110,8 +124,8 @@ class MinioUser:
         return True
 
     def plan(self, state):
-        """The steps that bring MinIO to the wanted state: policy, user, secret, enable, attach."""
-        steps = []
+        """The steps that bring MinIO to the wanted state: bucket, policy, user, enable, attach."""
+        steps = ['bucket'] if state.get('bucket') is False else []
         if state['policy'] is None or not same_policy(state['policy'], bucket_policy(self.bucket)):
             steps.append('policy')
         if state['user'] is None:
@@ -127,6 +141,8 @@ class MinioUser:
         Returns the steps taken (the secret check adds 'secret')."""
         taken = list(steps)
         try:
+            if 'bucket' in steps:
+                self.root_s3.make_bucket(self.bucket)
             if 'policy' in steps:
                 self.admin.policy_add(self.policy_name, policy=bucket_policy(self.bucket))
             if 'user' in steps:

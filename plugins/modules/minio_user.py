@@ -8,7 +8,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r'''
 module: minio_user
-short_description: Ensure a MinIO user whose policy allows one bucket only
+short_description: Ensure a MinIO user whose policy allows one bucket only, and that bucket
 version_added: 1.0.0
 description:
   - Through MinIO's admin API (minio-py's C(MinioAdmin)), with the root credentials, ensures a canned
@@ -18,6 +18,9 @@ description:
     credentials never leave the MinIO role.
   - MinIO never returns a secret key. Whether the user's secret is current is checked with one signed S3
     request as the user; when MinIO answers C(SignatureDoesNotMatch), the secret is set again.
+  - With O(create_bucket), the bucket is made first, with the root credentials, when a HEAD request says it
+    is missing. Nothing else about the bucket is read or set (C(amazon.aws.s3_bucket) does that, and reads
+    every bucket property to do it).
   - Each step is taken only when what it sets differs; MinIO refuses to attach a policy twice.
   - Connection errors and HTTP 5xx answers are retried until O(timeout).
 requirements:
@@ -47,6 +50,10 @@ options:
     description: The one bucket the user may use.
     type: str
     required: true
+  create_bucket:
+    description: Make O(bucket) (in O(region)) when it does not exist.
+    type: bool
+    default: false
   policy_name:
     description: Name of the canned policy. Default C(<access_key>-<bucket>).
     type: str
@@ -70,10 +77,14 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Reads the policy and the user, checks the secret with one S3 request, and reports the steps it would take.
+    details: >-
+      Reads the bucket (with O(create_bucket)), the policy and the user, checks the secret with one S3 request, and
+      reports the steps it would take.
   diff_mode:
     support: full
-    details: Shows the policy document, whether the user exists and is enabled, and its policies; never a key.
+    details: >-
+      Shows whether the bucket exists (with O(create_bucket)), the policy document, whether the user exists and is
+      enabled, and its policies; never a key.
   idempotent:
     support: full
 seealso:
@@ -93,6 +104,7 @@ EXAMPLES = r'''
     access_key: tici
     secret_key: "{{ tici_s3_secret_key }}"
     bucket: ticidefaultbucket
+    create_bucket: true
   delegate_to: localhost
   run_once: true
 '''
@@ -100,12 +112,12 @@ EXAMPLES = r'''
 RETURN = r'''
 steps:
   description: >-
-    What was done (or would be, in check mode): C(policy) (created or rewritten), C(user) (created),
+    What was done (or would be, in check mode): C(bucket) (made), C(policy) (created or rewritten), C(user) (created),
     C(enable) (it was disabled), C(attach) (the policy attached), C(secret) (the secret key set again).
   returned: success
   type: list
   elements: str
-  sample: [policy, user, attach]
+  sample: [bucket, policy, user, attach]
 policy_name:
   description: The canned policy's name.
   returned: success
@@ -129,7 +141,7 @@ try:
 except ImportError:
     IMPORT_ERROR = traceback.format_exc()
 
-TRANSIENT = ('Connection', 'timed out', 'Max retries', 'ServiceUnavailable', 'XMinioServerNotInitialized', ' 50')
+TRANSIENT = ('Connection', 'timed out', 'Max retries', 'ServiceUnavailable', 'SlowDown', 'InternalError', 'XMinioServerNotInitialized', ' 50')
 
 
 def _http(params, deadline):
@@ -150,11 +162,14 @@ def _client(params, deadline):
     as_user = Minio(host, access_key=params['access_key'], secret_key=params['secret_key'], region=params['region'],
                     secure=secure, http_client=http)
 
+    root_s3 = Minio(host, access_key=params['root_user'], secret_key=params['root_password'], region=params['region'],
+                    secure=secure, http_client=http) if params['create_bucket'] else None
+
     def s3_as_user():
         # One listing of at most one key: needs the signature and s3:ListBucket, reads nothing big.
         next(iter(as_user.list_objects(params['bucket'], prefix='', recursive=False)), None)
     return MinioUser(admin, s3_as_user, params['access_key'], params['secret_key'], params['bucket'],
-                     params['policy_name'] or '%s-%s' % (params['access_key'], params['bucket']))
+                     params['policy_name'] or '%s-%s' % (params['access_key'], params['bucket']), root_s3=root_s3)
 
 
 def _with_retries(deadline, action):
@@ -175,6 +190,7 @@ ARGUMENT_SPEC = dict(
     access_key=dict(type='str', required=True, no_log=False),
     secret_key=dict(type='str', required=True, no_log=True),
     bucket=dict(type='str', required=True),
+    create_bucket=dict(type='bool', default=False),
     policy_name=dict(type='str'),
     region=dict(type='str', default='us-east-1'),
     validate_certs=dict(type='bool', default=True),
@@ -206,7 +222,8 @@ def run(module):
         before = _with_retries(deadline, user.read)
         steps = user.plan(before)
         if module.check_mode:
-            if before['user'] is not None and 'user' not in steps and not _with_retries(deadline, user.secret_is_current):
+            # A missing bucket answers the signed request NoSuchBucket: the secret cannot be checked before it exists.
+            if before['user'] is not None and not {'user', 'bucket'} & set(steps) and not _with_retries(deadline, user.secret_is_current):
                 steps.append('secret')
         else:
             # After a transient error, the state is read again: a step that went through is not repeated.
@@ -218,11 +235,11 @@ def run(module):
     result = dict(changed=bool(steps), steps=steps, policy_name=user.policy_name)
     if module._diff:
         result['diff'] = dict(
-            before={'policy': before['policy'], 'user_exists': before['user'] is not None,
+            before={'bucket_exists': before['bucket'], 'policy': before['policy'], 'user_exists': before['user'] is not None,
                     'enabled': (before['user'] or {}).get('status') == 'enabled', 'policies': before['policies'],
                     'secret_key': 'stale' if 'secret' in steps else ('current' if before['user'] is not None else 'none')},
-            after={'policy': bucket_policy(params['bucket']), 'user_exists': True, 'enabled': True,
-                   'policies': sorted(set(before['policies']) | set([user.policy_name])), 'secret_key': 'current'},
+            after={'bucket_exists': True if params['create_bucket'] else before['bucket'], 'policy': bucket_policy(params['bucket']),
+                   'user_exists': True, 'enabled': True, 'policies': sorted(set(before['policies']) | set([user.policy_name])), 'secret_key': 'current'},
         )
     module.exit_json(**result)
 

@@ -75,7 +75,7 @@ def test_credentials_from_files_as_docker_secrets(sim, tmp_path):
     assert default_keys.value.response["Error"]["Code"] == "InvalidAccessKeyId"
 
 
-def _minio_user(minio, secret, bucket="ticidefaultbucket"):
+def _minio_user(minio, secret, bucket="ticidefaultbucket", create_bucket=False):
     """module_utils/_minio with minio-py's real clients, as tidbops.cluster.minio_user builds them."""
     from minio import Minio  # pylint: disable=import-outside-toplevel
     from minio.credentials import StaticProvider  # pylint: disable=import-outside-toplevel
@@ -85,9 +85,11 @@ def _minio_user(minio, secret, bucket="ticidefaultbucket"):
     admin = MinioAdmin(endpoint=host, credentials=StaticProvider(minio.user, minio.password), region="us-east-1", secure=False)
     as_user = Minio(host, access_key="tici", secret_key=secret, region="us-east-1", secure=False)
 
+    root_s3 = Minio(host, access_key=minio.user, secret_key=minio.password, region="us-east-1", secure=False) if create_bucket else None
+
     def s3_as_user():
         next(iter(as_user.list_objects(bucket)), None)
-    return MinioUser(admin, s3_as_user, "tici", secret, bucket, "tidbops-tici-" + bucket), admin
+    return MinioUser(admin, s3_as_user, "tici", secret, bucket, "tidbops-tici-" + bucket, root_s3=root_s3), admin
 
 
 def test_tici_user_is_limited_to_its_bucket_and_converges_idempotently(sim):
@@ -136,3 +138,26 @@ def test_tici_user_is_limited_to_its_bucket_and_converges_idempotently(sim):
     minio.restart()
     minio.wait_ready()
     client(minio, key="tici", secret="tici-secret-2").head_bucket(Bucket="ticidefaultbucket")
+
+
+def test_the_bucket_is_made_with_the_root_keys_when_missing_then_only_read(sim):
+    """create_bucket: a HEAD as root says the bucket is missing, the bucket is made before the user's
+    secret is checked (a missing bucket answers the user's signed request NoSuchBucket), and a second
+    run only reads."""
+    minio = sim.minio(user="rootuser", password="root-secret-1")
+    minio.wait_ready()
+    user, _admin = _minio_user(minio, "tici-secret-1", create_bucket=True)
+    before = user.read()
+    assert before["bucket"] is False and user.plan(before) == ["bucket", "policy", "user", "attach"]
+    assert user.apply(user.plan(before)) == ["bucket", "policy", "user", "attach"]
+    after = user.read()
+    assert after["bucket"] is True and user.plan(after) == [] and user.apply([]) == []
+    client(minio).head_bucket(Bucket="ticidefaultbucket")
+    tici = client(minio, key="tici", secret="tici-secret-1")
+    tici.put_object(Bucket="ticidefaultbucket", Key="tici_default_prefix/x", Body=b"x")
+    # Without the root keys' bucket step, a missing bucket is an error of the secret check, named.
+    missing, _admin = _minio_user(minio, "tici-secret-1", bucket="otherbucket")
+    assert missing.read()["bucket"] is None
+    from ansible_collections.tidbops.cluster.plugins.module_utils._minio import MinioUserError  # pylint: disable=import-outside-toplevel
+    with pytest.raises(MinioUserError, match="NoSuchBucket|AccessDenied"):
+        missing.secret_is_current()
