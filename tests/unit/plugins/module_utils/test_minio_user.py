@@ -32,7 +32,7 @@ def test_plan_takes_only_the_steps_that_differ():
     assert user.plan({'policy': None, 'user': None, 'policies': []}) == ['policy', 'user', 'attach']
     assert user.plan({'policy': bucket_policy('b1'), 'user': {'status': 'disabled'}, 'policies': ['p1']}) == ['enable']
     assert user.plan({'policy': bucket_policy('b1'), 'user': {'status': 'enabled'}, 'policies': ['p0', 'p1']}) == []
-    # The bucket comes first, and only when it was asked for (None) and is missing (False).
+    # The bucket comes first, and only when it was asked for (not None) and is missing (False).
     converged = {'policy': bucket_policy('b1'), 'user': {'status': 'enabled'}, 'policies': ['p1']}
     assert user.plan(dict(converged, bucket=False)) == ['bucket']
     assert user.plan(dict(converged, bucket=True)) == [] and user.plan(dict(converged, bucket=None)) == []
