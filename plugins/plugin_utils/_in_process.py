@@ -110,6 +110,15 @@ def run_module(module_file, args, check_mode=False, diff=False):
     raise RuntimeError('%s: returned without exit_json or fail_json' % name)
 
 
+def runs_on_controller(action):
+    """Whether the module of ``action`` (an action plugin) would run on this machine, as this user, in
+    this environment, at once: a local connection, no become, no task environment, no async."""
+    return (action._connection.transport == 'local'  # pylint: disable=protected-access
+            and not action._play_context.become  # pylint: disable=protected-access
+            and not any(action._task.environment or ())  # pylint: disable=protected-access  # a task without one has [{}]
+            and not action._task.async_val)  # pylint: disable=protected-access
+
+
 class InProcessAction(NormalAction):
     """The action plugin of a module that may run in the controller's worker process; anywhere else it
     is Ansible's own action for modules (ansible.builtin.normal).
@@ -121,10 +130,7 @@ class InProcessAction(NormalAction):
 
     def in_process(self):
         """Whether the module would run on this machine, as this user, in this environment, at once."""
-        return (self._connection.transport == 'local'
-                and not self._play_context.become
-                and not any(self._task.environment or ())  # a task without one has [{}]
-                and not self._task.async_val)
+        return runs_on_controller(self)
 
     def run(self, tmp=None, task_vars=None):
         # tidb_k8s_transport: in_cluster; the controller only talks to the API server (_in_cluster.py).

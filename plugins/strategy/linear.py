@@ -12,7 +12,8 @@ version_added: 1.0.0
 description:
   - Runs a play exactly as C(ansible.builtin.linear) does (tasks in lockstep over the hosts).
   - Before the first play, it loads in the controller process Ansible's own filters and tests, and this
-    collection's filter, test and action plugins with the modules and module_utils they import.
+    collection's filter, test and action plugins with the modules and module_utils they import, and the
+    modules of other collections that P(tidbops.cluster.run_module#module) runs in a fork of the worker.
     Ansible forks a worker for every host of every task, and a worker inherits what its parent loaded;
     otherwise each worker loads them again.
   - That is most of a task's cost in this collection's playbooks. To find one of a collection's filters,
@@ -36,10 +37,13 @@ author:
 
 import importlib
 import pkgutil
+import sys
 
 from ansible.plugins.loader import action_loader, filter_loader, test_loader
 from ansible.plugins.strategy.linear import StrategyModule as LinearStrategyModule
 from ansible.utils.display import Display
+
+from ansible_collections.tidbops.cluster.plugins.plugin_utils import _forked
 
 display = Display()
 
@@ -77,6 +81,17 @@ def preload_plugins():
                 _preloaded[name] = False
             else:
                 _preloaded[name] = True
+    # The other collections' modules that tidbops.cluster.run_module runs in a fork of the worker.
+    run_module = sys.modules.get('%s.action.run_module' % PLUGINS_PACKAGE)
+    for name in getattr(run_module, 'PRELOADED_MODULES', ()):
+        name = _forked.python_name(name)
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # pylint: disable=broad-except  # not installed: a task that uses it reports it
+            display.vvv('tidbops.cluster.linear: not preloaded %s: %s' % (name, exc))
+            _preloaded[name] = False
+        else:
+            _preloaded[name] = True
     return dict(_preloaded)
 
 
