@@ -12,3 +12,5 @@ from ansible_collections.tidbops.cluster.plugins.plugin_utils._in_process import
 
 class ActionModule(InProcessAction):
     MODULE = k8s_rollout
+    # Imported by the module when it first runs; tidbops.cluster.linear imports it before the worker forks.
+    WORKER_IMPORTS = ('kubernetes.client', 'kubernetes.client.rest', 'kubernetes.config', 'urllib3.exceptions')

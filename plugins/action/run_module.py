@@ -13,16 +13,6 @@ from ansible.utils.vars import merge_hash
 from ansible_collections.tidbops.cluster.plugins.plugin_utils import _forked
 from ansible_collections.tidbops.cluster.plugins.plugin_utils._in_process import runs_on_controller
 
-# The modules the collection's roles run through this action (a test keeps the list in step with the
-# roles). tidbops.cluster.linear imports them before the workers fork, so a fork finds them loaded.
-PRELOADED_MODULES = (
-    'community.docker.docker_container',
-    'community.docker.docker_host_info',
-    'community.mysql.mysql_user',
-    'containers.podman.podman_container',
-    'containers.podman.podman_container_info',
-)
-
 ARGUMENT_SPEC = dict(
     module=dict(type='str', required=True),
     args=dict(type='dict', default={}),
@@ -33,6 +23,15 @@ class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _supports_check_mode = True
     _supports_async = False
+
+    @classmethod
+    def worker_imports(cls, args):
+        """The module a task with options ``args`` runs, when it is named literally: tidbops.cluster.linear
+        imports it in the controller before the task's worker forks, once, so the fork finds it loaded."""
+        name = args.get('module')
+        if isinstance(name, str) and name.count('.') == 2 and '{' not in name and not name.startswith('ansible.'):
+            return (_forked.python_name(name),)
+        return ()
 
     def _resolve(self, name):
         """The fully qualified name of the module ``name``; refused unless its own action would be ansible.builtin.normal."""

@@ -55,6 +55,8 @@ def validate(params):
     for name in ('interval', 'max_interval'):
         if params.get(name) is not None and params[name] <= 0:
             errors.append('%s: expected a number of seconds > 0, got %s' % (name, params[name]))
+    if params.get('fast_for') is not None and params['fast_for'] < 0:
+        errors.append('fast_for: expected a number of seconds >= 0, got %s' % params['fast_for'])
     return errors
 
 

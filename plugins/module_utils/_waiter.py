@@ -22,11 +22,11 @@ FAILED = 'failed'
 class Deadline:
     """A time budget measured on time.monotonic(), with a growing pause between attempts.
 
-    The pause starts at ``interval`` and grows x1.5 up to ``max_delay`` (never below
-    ``interval``); it is cut short so that nobody sleeps past the deadline.
+    The pause starts at ``interval``; once ``steady_for`` seconds have passed it grows x1.5 up to
+    ``max_delay`` (never below ``interval``). It is cut short so that nobody sleeps past the deadline.
     """
 
-    def __init__(self, timeout, interval=1.0, max_delay=MAX_DELAY, clock=time.monotonic, sleep=time.sleep):
+    def __init__(self, timeout, interval=1.0, max_delay=MAX_DELAY, clock=time.monotonic, sleep=time.sleep, steady_for=0.0):  # pylint: disable=too-many-arguments
         self._clock = clock
         self._sleep = sleep
         self.timeout = float(timeout)
@@ -34,6 +34,7 @@ class Deadline:
         self.interval = max(float(interval), 0.01)
         self.delay = self.interval
         self.max_delay = max(float(max_delay), self.interval)
+        self.steady_for = max(float(steady_for), 0.0)
 
     def restart_backoff(self):
         """Start the next series of attempts at ``interval`` again (the deadline stays)."""
@@ -54,7 +55,8 @@ class Deadline:
         if remaining <= 0.0:
             return False
         self._sleep(min(self.delay, remaining))
-        self.delay = min(self.delay * BACKOFF_FACTOR, self.max_delay)
+        if self.elapsed() >= self.steady_for:
+            self.delay = min(self.delay * BACKOFF_FACTOR, self.max_delay)
         return True
 
 

@@ -14,8 +14,9 @@ description:
   - Polls the HTTP APIs of one component's instances until every instance is ready in the strict sense
     of the component (a PD leader, TiKV stores C(Up) in PD, TiDB C(/status) with a version, and so on),
     an instance is in a state it cannot recover from, or O(timeout) passes.
-  - One deadline on a monotonic clock covers the whole wait. Polls start O(interval) apart and back off
-    (x1.5, up to O(max_interval)). Connection refused, reset and timeouts, and HTTP 5xx answers, count as "not yet".
+  - One deadline on a monotonic clock covers the whole wait. Polls are O(interval) apart for the first O(fast_for)
+    seconds, then back off (x1.5, up to O(max_interval)). Connection refused, reset and timeouts, and HTTP 5xx
+    answers, count as "not yet".
   - On timeout the module fails with a message naming every instance that is not ready and its last observation.
   - "Readiness per component:"
   - "V(pd): every endpoint answers C(/pd/api/v1/health) with one healthy entry per endpoint, and
@@ -74,11 +75,17 @@ options:
     default: 600
   interval:
     description:
-      - Seconds between the first polls; later pauses grow x1.5 up to O(max_interval).
+      - Seconds between polls during the first O(fast_for) seconds; later pauses grow x1.5 up to O(max_interval).
       - A gate returns at most about one pause after the component became ready, so short pauses make
         a deploy faster; one poll is a few small HTTP requests to each instance.
     type: float
     default: 0.2
+  fast_for:
+    description:
+      - Seconds from the start of the wait during which polls stay O(interval) apart, the time a component
+        usually takes to start; a longer wait (a TiKV replaying its log, a TiFlash catching up) backs off.
+    type: float
+    default: 10
   max_interval:
     description: The longest pause between two polls, in seconds.
     type: float
@@ -188,6 +195,7 @@ ARGUMENT_SPEC = dict(
     store_addresses=dict(type='list', elements='str'),
     timeout=dict(type='float', default=600),
     interval=dict(type='float', default=0.2),
+    fast_for=dict(type='float', default=10),
     max_interval=dict(type='float', default=0.5),
     restarted=dict(type='bool', default=False),
 )
@@ -205,7 +213,8 @@ def run(module):
     if errors:
         module.fail_json(msg='component_ready: ' + '; '.join(errors))
 
-    deadline = Deadline(module.params['timeout'], module.params['interval'], module.params['max_interval'])
+    deadline = Deadline(module.params['timeout'], module.params['interval'], module.params['max_interval'],
+                        steady_for=module.params['fast_for'])
     client = HttpClient(make_transport(module))
     result = wait_for(make_probe(client, module.params, deadline), deadline, check_mode=module.check_mode)
 

@@ -160,49 +160,57 @@ from ansible_collections.tidbops.cluster.plugins.module_utils._k8s_rollout impor
     TransientError, observation_predicate, partition, pending_pods, pod_ready, pod_revision, wait_rollout)
 from ansible_collections.tidbops.cluster.plugins.module_utils._waiter import FAILED, Deadline
 
-try:
-    from kubernetes import client as k8s_client, config as k8s_config
-    from kubernetes.client.rest import ApiException
-    from urllib3.exceptions import HTTPError as Urllib3Error
-    HAS_KUBERNETES = True
-    KUBERNETES_IMPORT_ERROR = None
-except ImportError:
-    HAS_KUBERNETES = False
-    KUBERNETES_IMPORT_ERROR = traceback.format_exc()
+# The kubernetes client, imported when the module first runs rather than when it is loaded: every
+# ansible-playbook process loads this module (tidbops.cluster.linear), and the container backends never
+# need the client, which takes 0.2-0.5 s to import. The strategy imports it before the first worker of
+# a k8s_rollout task forks (WORKER_IMPORTS in plugins/action/k8s_rollout.py).
+_KUBERNETES = {}
+
+
+def _kubernetes():
+    """{client, config, ApiException, Urllib3Error}; ImportError when the client is not installed."""
+    if not _KUBERNETES:
+        from kubernetes import client, config  # pylint: disable=import-outside-toplevel
+        from kubernetes.client.rest import ApiException  # pylint: disable=import-outside-toplevel
+        from urllib3.exceptions import HTTPError  # pylint: disable=import-outside-toplevel
+        _KUBERNETES.update(client=client, config=config, ApiException=ApiException, Urllib3Error=HTTPError)
+    return _KUBERNETES
 
 
 def _api_client(kubeconfig, context):
     """An ApiClient from the kubeconfig, or the in-cluster service account when there is none."""
+    k8s = _kubernetes()
     try:
-        return k8s_config.new_client_from_config(config_file=kubeconfig, context=context)
-    except k8s_config.ConfigException:
+        return k8s["config"].new_client_from_config(config_file=kubeconfig, context=context)
+    except k8s["config"].ConfigException:
         if kubeconfig or context:
             raise
-        k8s_config.load_incluster_config()
-        return k8s_client.ApiClient()
+        k8s["config"].load_incluster_config()
+        return k8s["client"].ApiClient()
 
 
 def make_reader(api_client, kind, name, namespace, pod=None):
     """A read() for wait_rollout: a Job (None if absent), or {set, pods} for a StatefulSet and the pods
     its selector matches, or {set, pod} with O(pod); TransientError if worth retrying."""
-    apps = k8s_client.AppsV1Api(api_client)
-    core = k8s_client.CoreV1Api(api_client)
+    k8s = _kubernetes()
+    apps = k8s["client"].AppsV1Api(api_client)
+    core = k8s["client"].CoreV1Api(api_client)
 
     def call(fetch, *args, **kwargs):
         try:
             return api_client.sanitize_for_serialization(fetch(*args, **kwargs))
-        except ApiException as exc:
+        except k8s["ApiException"] as exc:
             if exc.status == 404:
                 return None
             if exc.status == 429 or (exc.status or 0) >= 500:
                 raise TransientError("HTTP %s %s" % (exc.status, exc.reason))
             raise
-        except (Urllib3Error, OSError) as exc:
+        except (k8s["Urllib3Error"], OSError) as exc:
             raise TransientError(str(exc))
 
     def read():
         if kind == "Job":
-            return call(k8s_client.BatchV1Api(api_client).read_namespaced_job, name, namespace)
+            return call(k8s["client"].BatchV1Api(api_client).read_namespaced_job, name, namespace)
         found = call(apps.read_namespaced_stateful_set, name, namespace)
         if pod:
             return {"set": found, "pod": call(core.read_namespaced_pod, pod, namespace) if found else None}
@@ -255,8 +263,11 @@ def main():
 
 def run(module):
     """The module's work, given AnsibleModule or the controller's stand-in for it."""
-    if not HAS_KUBERNETES:
-        module.fail_json(msg=missing_required_lib("kubernetes"), exception=KUBERNETES_IMPORT_ERROR)
+    try:
+        k8s = _kubernetes()
+    except ImportError:
+        module.fail_json(msg=missing_required_lib("kubernetes"), exception=traceback.format_exc())
+        raise  # not reached: fail_json ends the module
     params = module.params
     if params["timeout"] < 0 or params["interval"] <= 0:
         module.fail_json(msg="timeout must be >= 0 and interval > 0, got timeout=%s interval=%s"
@@ -273,7 +284,7 @@ def run(module):
         deadline = Deadline(params["timeout"], params["interval"])
         outcome = wait_rollout(read, params["kind"], params["name"], deadline, check_mode=module.check_mode,
                                predicate=predicate)
-    except (ApiException, k8s_config.ConfigException) as exc:
+    except (k8s["ApiException"], k8s["config"].ConfigException) as exc:
         module.fail_json(msg="%s: %s" % (what, exc))
     result = dict(changed=False, ready=outcome["ready"], reason=outcome["reason"], elapsed=outcome["elapsed"],
                   polls=outcome["polls"])

@@ -127,6 +127,14 @@ class InProcessAction(NormalAction):
     """
 
     MODULE = None
+    # Modules the module imports only when it runs (a heavy client); see worker_imports().
+    WORKER_IMPORTS = ()
+
+    @classmethod
+    def worker_imports(cls, args):  # pylint: disable=unused-argument
+        """The Python modules a task with options ``args`` imports in its worker; tidbops.cluster.linear
+        imports them in the controller before that worker forks, once."""
+        return cls.WORKER_IMPORTS
 
     def in_process(self):
         """Whether the module would run on this machine, as this user, in this environment, at once."""

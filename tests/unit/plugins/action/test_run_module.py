@@ -14,9 +14,6 @@ import subprocess
 import sys
 
 import pytest
-import yaml
-
-from ansible_collections.tidbops.cluster.plugins.action import run_module
 
 HERE = pathlib.Path(__file__).resolve().parent
 TOP = HERE.parents[3]
@@ -149,21 +146,3 @@ def test_what_run_module_refuses_is_named(played):
     assert results['own_action']['failed'] is True
     assert 'community.docker.docker_container_copy_into has an action plugin of its own' in results['own_action']['msg']
     assert results['core']['failed'] is True and 'not of ansible-core' in results['core']['msg']
-
-
-def test_the_preloaded_modules_are_those_the_roles_run():
-    named = set()
-    for path in (TOP / 'roles').rglob('*.yml'):
-        for task in _tasks(yaml.safe_load(path.read_text(encoding='utf-8'))):
-            if 'tidbops.cluster.run_module' in task:
-                named.add(task['tidbops.cluster.run_module']['module'])
-    assert len(named) >= 5 and named == set(run_module.PRELOADED_MODULES)
-
-
-def _tasks(document):
-    """Every task of a tasks file, blocks included."""
-    for task in document if isinstance(document, list) else []:
-        if isinstance(task, dict):
-            yield task
-            for key in ('block', 'rescue', 'always'):
-                yield from _tasks(task.get(key))

@@ -35,6 +35,15 @@ def test_backoff_grows_and_is_capped():
     assert clock.sleeps == [1.0, 1.5, 2.25, 3.0, 3.0]
 
 
+def test_pauses_stay_at_the_interval_while_steady_then_grow():
+    # A gate polls as often as it can while a component usually boots, and backs off on a long wait.
+    clock = FakeClock()
+    dl = Deadline(100, 0.2, 0.5, clock=clock, sleep=clock.sleep, steady_for=1.0)
+    for _attempt in range(8):
+        assert dl.pause()
+    assert clock.sleeps == [0.2, 0.2, 0.2, 0.2, 0.2, 0.3, 0.45, 0.5]
+
+
 def test_never_sleeps_past_the_deadline():
     dl, clock = deadline(2.0, 1.0)
     assert dl.pause() and dl.pause()

@@ -10,26 +10,35 @@ import pathlib
 import subprocess
 import sys
 
-from ansible_collections.tidbops.cluster.plugins.action import run_module
-from ansible_collections.tidbops.cluster.plugins.plugin_utils import _forked
-
 ROOT = pathlib.Path(__file__).resolve().parents[4]
 PLUGINS = ROOT / "plugins"
 
 # Runs in a fresh interpreter: what the controller process has loaded before and after preload_plugins().
 PROBE = r'''
-import json, sys
+import json, sys, types
 from ansible.utils.collection_loader._collection_finder import _AnsibleCollectionFinder
 _AnsibleCollectionFinder(paths=[sys.argv[1]])._install()
 from ansible.plugins.loader import filter_loader, init_plugin_loader
 init_plugin_loader([sys.argv[1]])
 from ansible_collections.tidbops.cluster.plugins.strategy import linear
+Task = lambda action, args: types.SimpleNamespace(action=action, resolved_action=action, args=args)
 before = sorted(name for name in sys.modules if name.startswith(linear.PLUGINS_PACKAGE + '.filter.'))
 loaded = linear.preload_plugins()
 print(json.dumps({"before": before, "loaded": loaded, "again": linear.preload_plugins() == loaded,
                   "builtin_filters": len(filter_loader._cached_non_collection_wrappers),
                   "in_sys_modules": sorted(name for name in loaded if name in sys.modules),
-                  "modules": sorted(name for name in sys.modules if name.startswith(linear.PLUGINS_PACKAGE + '.modules.'))}))
+                  "modules": sorted(name for name in sys.modules if name.startswith(linear.PLUGINS_PACKAGE + '.modules.')),
+                  "kubernetes": "kubernetes" in sys.modules,
+                  "community_docker": any(name.startswith("ansible_collections.community.docker") for name in sys.modules),
+                  "for_run_module": linear.import_for_worker(Task("tidbops.cluster.run_module",
+                                                                  {"module": "community.docker.docker_container", "args": {}})),
+                  "for_k8s_rollout": linear.import_for_worker(Task("tidbops.cluster.k8s_rollout", {"name": "x"})),
+                  "kubernetes_after": "kubernetes" in sys.modules,
+                  "again_for_workers": linear.import_for_worker(Task("tidbops.cluster.k8s_rollout", {"name": "y"}))
+                  + linear.import_for_worker(Task("tidbops.cluster.run_module", {"module": "community.docker.docker_container"})),
+                  "for_other_tasks": linear.import_for_worker(Task("ansible.builtin.debug", {}))
+                  + linear.import_for_worker(Task("tidbops.cluster.component_ready", {"component": "pd"}))
+                  + linear.import_for_worker(Task("tidbops.cluster.run_module", {"module": "{{ which }}"}))}))
 '''
 
 
@@ -43,13 +52,17 @@ def test_preload_imports_every_filter_and_action_plugin_of_the_collection_once()
                           timeout=120, check=False, env=dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg")))
     assert proc.returncode == 0, proc.stderr
     found = json.loads(proc.stdout.strip().splitlines()[-1])
-    # And the other collections' modules that run_module runs in a fork of the worker.
-    library = sorted(_forked.python_name(name) for name in run_module.PRELOADED_MODULES)
-    expected = sorted(_plugin_modules("filter") + _plugin_modules("action") + library)
-    assert len(expected) > 10 and len(library) >= 5 and found["before"] == []
+    expected = sorted(_plugin_modules("filter") + _plugin_modules("action"))
+    assert len(expected) > 10 and found["before"] == []
     assert sorted(found["loaded"]) == expected and all(found["loaded"].values())
     assert found["in_sys_modules"] == expected
     # The action plugins import the modules they run in process: those are loaded too (run_module's own
     # module file only documents it).
     assert found["modules"] == [name for name in _plugin_modules("modules") if not name.endswith(".run_module")]
     assert found["again"] is True and found["builtin_filters"] > 50
+    # Not what only some runs use: the Kubernetes client, another collection's module.
+    assert found["kubernetes"] is False and found["community_docker"] is False
+    # Those are imported before the first worker of a task that uses them forks, once.
+    assert found["for_run_module"] == ["ansible_collections.community.docker.plugins.modules.docker_container"]
+    assert found["for_k8s_rollout"][0] == "kubernetes.client" and found["kubernetes_after"] is True
+    assert found["again_for_workers"] == [] and found["for_other_tasks"] == []
