@@ -26,7 +26,8 @@ class Deadline:
     ``max_delay`` (never below ``interval``). It is cut short so that nobody sleeps past the deadline.
     """
 
-    def __init__(self, timeout, interval=1.0, max_delay=MAX_DELAY, clock=time.monotonic, sleep=time.sleep, steady_for=0.0):  # pylint: disable=too-many-arguments
+    def __init__(self, timeout, interval=1.0, max_delay=MAX_DELAY,  # pylint: disable=too-many-arguments
+                 clock=time.monotonic, sleep=time.sleep, steady_for=0.0):
         self._clock = clock
         self._sleep = sleep
         self.timeout = float(timeout)

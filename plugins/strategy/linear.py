@@ -17,7 +17,7 @@ description:
     otherwise each worker loads them again.
   - Before it forks the first worker of a task that will import more, it imports that too, once - the
     module of another collection that P(tidbops.cluster.run_module#module) runs, or the C(kubernetes)
-    client of P(tidbops.cluster.k8s_rollout#module). A run loads only what it uses: a deployment on
+    client of P(tidbops.cluster.k8s_rollout#module). A run loads only what it uses, so a deployment on
     Docker never imports the Kubernetes client, which takes 0.2 to 0.5 s.
   - That is most of a task's cost in this collection's playbooks. To find one of a collection's filters,
     a worker imports every filter file of the collection, and the collection loader compiles collection
