@@ -13,6 +13,8 @@ from ansible.utils.vars import merge_hash
 from ansible_collections.tidbops.cluster.plugins.plugin_utils import _forked
 from ansible_collections.tidbops.cluster.plugins.plugin_utils._in_process import runs_on_controller
 
+CORE_PREFIXES = ('ansible.builtin.', 'ansible.legacy.')  # ansible-core's modules, which are not a collection's
+
 ARGUMENT_SPEC = dict(
     module=dict(type='str', required=True),
     args=dict(type='dict', default={}),
@@ -29,7 +31,7 @@ class ActionModule(ActionBase):
         """The module a task with options ``args`` runs, when it is named literally: tidbops.cluster.linear
         imports it in the controller before the task's worker forks, once, so the fork finds it loaded."""
         name = args.get('module')
-        if isinstance(name, str) and name.count('.') == 2 and '{' not in name and not name.startswith('ansible.'):
+        if isinstance(name, str) and name.count('.') == 2 and '{' not in name and not name.startswith(CORE_PREFIXES):
             return (_forked.python_name(name),)
         return ()
 
@@ -40,7 +42,7 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail('run_module: module is %r, which names no module Ansible can find; expected a module '
                                     'by its fully qualified name, such as community.docker.docker_container' % name)
         fqcn = str(context.resolved_fqcn)  # a plain str: the module's process may be handed it (argv[0])
-        if fqcn.startswith(('ansible.builtin.', 'ansible.legacy.')) or fqcn.count('.') != 2:
+        if fqcn.startswith(CORE_PREFIXES) or fqcn.count('.') != 2:
             raise AnsibleActionFail('run_module: module is %r; expected a module of a collection, not of ansible-core' % name)
         if context.action_plugin or self._shared_loader_obj.action_loader.has_plugin(fqcn, collection_list=self._task.collections):
             raise AnsibleActionFail('run_module: module %s has an action plugin of its own, which this would bypass; '
@@ -53,5 +55,8 @@ class ActionModule(ActionBase):
         _validation, args = self.validate_argument_spec(ARGUMENT_SPEC)
         fqcn = self._resolve(args['module'])
         if runs_on_controller(self):
-            return merge_hash(result, _forked.run(self, fqcn, args['args'], task_vars or {}))
+            try:
+                return merge_hash(result, _forked.run(self, fqcn, args['args'], task_vars or {}))
+            except _forked.NotRunnable as exc:
+                raise AnsibleActionFail('run_module: %s (the task runs on the controller)' % exc) from exc
         return merge_hash(result, self._execute_module(module_name=fqcn, module_args=args['args'], task_vars=task_vars))

@@ -15,8 +15,8 @@ version_added: 1.0.0
 description:
   - Runs the module O(module) with the options O(args) and returns its result, unchanged.
   - Where the task runs on the controller - a local connection, no become, no task environment, no async - the
-    module runs in a fork of Ansible's worker process, which has its code loaded already (and the
-    P(tidbops.cluster.linear#strategy) strategy loads it once, before any worker forks). The fork reads the options
+    module runs in a fork of Ansible's worker process, which has its code loaded already (the
+    P(tidbops.cluster.linear#strategy) strategy loads it once, before the first such worker forks). The fork reads the options
     as JSON on stdin and writes the result as JSON on stdout, as ansible-core's direct invocation of a module does.
     That skips the module payload, the new Python process and the compilation of the module and its
     module_utils, most of a module task's cost - 0.7 to 0.9 s for a container start with
@@ -55,8 +55,8 @@ attributes:
     support: full
     details: As idempotent as O(module).
 notes:
-  - On the controller O(module) runs with the controller's Python, so its Python requirements must be installed there
-    (the collection's C(requirements.txt) lists those of the modules its roles run).
+  - On the controller O(module) runs with the controller's Python, so its Python requirements must be installed there,
+    as for this collection's own modules (the collection's execution environment has them).
   - The result of O(module) is masked by O(module) itself, as in a module process - its C(no_log) options never leave it.
 seealso:
   - module: community.docker.docker_container

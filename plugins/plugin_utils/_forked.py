@@ -39,6 +39,10 @@ from ansible.vars.clean import remove_internal_keys
 PROFILE = 'legacy'
 
 
+class NotRunnable(Exception):
+    """The module cannot run in a fork of this process (not importable, or no main())."""
+
+
 def python_name(fqcn):
     """The Python module of a collection's module: ``ns.coll.name`` -> ``ansible_collections.ns.coll.plugins.modules.name``."""
     namespace, collection, name = fqcn.split('.')
@@ -78,9 +82,12 @@ def _child(module, fqcn, payload, out, err):
 def run(action, fqcn, module_args, task_vars):
     """The result of module ``fqcn`` run with ``module_args`` in a fork of this process, as Ansible's
     ``_execute_module`` would return it from a module process."""
-    module = importlib.import_module(python_name(fqcn))
+    try:
+        module = importlib.import_module(python_name(fqcn))
+    except ImportError as exc:
+        raise NotRunnable('%s cannot be imported on the controller: %s' % (fqcn, exc)) from exc
     if not callable(getattr(module, 'main', None)):
-        raise ValueError('%s has no main(): it is not a Python module that can run here' % fqcn)
+        raise NotRunnable('%s has no main(): it is not a Python module that can run here' % fqcn)
     args = dict(module_args)
     with tempfile.TemporaryDirectory(prefix='ansible-tidbops-') as tmpdir, \
             tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:

@@ -82,10 +82,21 @@ PLAY = """
         module: ansible.builtin.ping
       ignore_errors: true
       register: core
+    - name: A module without main()
+      tidbops.cluster.run_module:
+        module: testns.forked.nomain
+      ignore_errors: true
+      register: nomain
+    - name: A module whose library the controller lacks
+      tidbops.cluster.run_module:
+        module: testns.forked.needs_missing_lib
+      ignore_errors: true
+      register: missing_lib
     - name: Keep the results
       ansible.builtin.copy:
         content: "{{ dict(forked=forked.results, as_module=as_module, checked=checked, failing=failing, unknown_option=unknown_option,
-                          boom_forked=boom_forked, boom_module=boom_module, missing=missing, own_action=own_action, core=core) | to_json }}"
+                          boom_forked=boom_forked, boom_module=boom_module, missing=missing, own_action=own_action, core=core,
+                          nomain=nomain, missing_lib=missing_lib) | to_json }}"
         dest: "%(out)s"
         mode: "0600"
 """
@@ -146,3 +157,7 @@ def test_what_run_module_refuses_is_named(played):
     assert results['own_action']['failed'] is True
     assert 'community.docker.docker_container_copy_into has an action plugin of its own' in results['own_action']['msg']
     assert results['core']['failed'] is True and 'not of ansible-core' in results['core']['msg']
+    assert results['nomain']['failed'] is True and 'testns.forked.nomain has no main()' in results['nomain']['msg']
+    missing_lib = results['missing_lib']
+    assert missing_lib['failed'] is True and 'testns.forked.needs_missing_lib cannot be imported on the controller' in missing_lib['msg']
+    assert 'tidbops_no_such_library' in missing_lib['msg']
