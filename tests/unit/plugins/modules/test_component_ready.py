@@ -177,6 +177,7 @@ def test_tici_worker_ignores_pd(httpserver, run_module):
     (dict(component='tidb', endpoints=['http://tidb0:10080', 'tidb1:10080']), "endpoints[1]: expected an http(s) URL"),
     (dict(component='tidb'), 'endpoints: required for component tidb'),
     (dict(component='tiproxy', endpoints=['http://a:1']), 'value of component must be one of: pd, tikv'),
+    (dict(component='tidb', endpoints=['http://tidb0:10080'], fast_for=-1), 'fast_for: expected a number of seconds >= 0, got -1'),
     (dict(component='pd', endpoints=['http://10.0.0.1:2379'], kube_proxy={'namespace': 'tidb'}), 'endpoints[0]: kube_proxy'),
 ])
 def test_bad_input_fails_before_any_request(httpserver, run_module, args, message):
