@@ -7,10 +7,10 @@
 from __future__ import annotations
 
 from ansible_collections.tidbops.cluster.plugins.modules import k8s_rollout
-from ansible_collections.tidbops.cluster.plugins.plugin_utils._in_process import InProcessAction
+from ansible_collections.tidbops.cluster.plugins.plugin_utils._in_process import KUBERNETES_IMPORTS, InProcessAction
 
 
 class ActionModule(InProcessAction):
     MODULE = k8s_rollout
     # Imported by the module when it first runs; tidbops.cluster.linear imports it before the worker forks.
-    WORKER_IMPORTS = ('kubernetes.client', 'kubernetes.client.rest', 'kubernetes.config', 'urllib3.exceptions')
+    WORKER_IMPORTS = KUBERNETES_IMPORTS

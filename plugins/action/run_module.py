@@ -27,7 +27,7 @@ class ActionModule(ActionBase):
     _supports_async = False
 
     @classmethod
-    def worker_imports(cls, args):
+    def worker_imports(cls, args, template):  # pylint: disable=unused-argument  # the name is literal, or skipped
         """The module a task with options ``args`` runs, when it is named literally: tidbops.cluster.linear
         imports it in the controller before the task's worker forks, once, so the fork finds it loaded."""
         name = args.get('module')

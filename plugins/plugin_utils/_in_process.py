@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.common.parameters import remove_values
@@ -110,6 +111,10 @@ def run_module(module_file, args, check_mode=False, diff=False):
     raise RuntimeError('%s: returned without exit_json or fail_json' % name)
 
 
+# What the kubernetes client takes to import: the client, its REST errors, its kubeconfig loader.
+KUBERNETES_IMPORTS = ('kubernetes.client', 'kubernetes.client.rest', 'kubernetes.config', 'urllib3.exceptions')
+
+
 def runs_on_controller(action):
     """Whether the module of ``action`` (an action plugin) would run on this machine, as this user, in
     this environment, at once: a local connection, no become, no task environment, no async."""
@@ -131,10 +136,18 @@ class InProcessAction(NormalAction):
     WORKER_IMPORTS = ()
 
     @classmethod
-    def worker_imports(cls, args):  # pylint: disable=unused-argument
+    def worker_imports(cls, args, template):
         """The Python modules a task with options ``args`` imports in its worker; tidbops.cluster.linear
-        imports them in the controller before that worker forks, once."""
-        return cls.WORKER_IMPORTS
+        imports them in the controller before that worker forks, once. ``template(value)`` templates an
+        option as the worker will. With a ``kube_proxy`` (the cluster runs on Kubernetes) that includes
+        the Kubernetes client, which module_utils/_http.py imports only then."""
+        if 'kube_proxy' not in args or 'kubernetes' in sys.modules:
+            return cls.WORKER_IMPORTS
+        try:
+            kube_proxy = template(args['kube_proxy'])
+        except Exception:  # pylint: disable=broad-except  # omitted (no Kubernetes), or wrong: the worker says so
+            kube_proxy = None
+        return cls.WORKER_IMPORTS + (KUBERNETES_IMPORTS if isinstance(kube_proxy, dict) and kube_proxy else ())
 
     def in_process(self):
         """Whether the module would run on this machine, as this user, in this environment, at once."""

@@ -44,6 +44,7 @@ import sys
 
 from ansible.plugins.loader import action_loader, filter_loader, test_loader
 from ansible.plugins.strategy.linear import StrategyModule as LinearStrategyModule
+from ansible.template import Templar
 from ansible.utils.display import Display
 
 display = Display()
@@ -86,11 +87,12 @@ def preload_plugins():
     return dict(_preloaded)
 
 
-def import_for_worker(task):
+def import_for_worker(task, template=None):
     """Import in this (the controller's) process what the worker of ``task`` will import for one of this
     collection's action plugins (its ``worker_imports``): k8s_rollout's Kubernetes client, or the module of
     another collection that run_module runs. Once per name, on the first such task: a run loads only what
-    it uses, and every later worker inherits it. Returns the names it imported."""
+    it uses, and every later worker inherits it. ``template(value)`` templates an option with the task's
+    variables (by default the raw value). Returns the names it imported."""
     action = getattr(task, 'resolved_action', None) or task.action or ''
     if not action.startswith('tidbops.cluster.'):
         return []
@@ -99,7 +101,7 @@ def import_for_worker(task):
     if worker_imports is None:
         return []
     imported = []
-    for name in worker_imports(task.args or {}):
+    for name in worker_imports(task.args or {}, template or (lambda value: value)):
         if name in _imported_for_workers:
             continue
         try:
@@ -121,5 +123,5 @@ class StrategyModule(LinearStrategyModule):
         preload_plugins()
 
     def _queue_task(self, host, task, task_vars, play_context):
-        import_for_worker(task)
+        import_for_worker(task, lambda value: Templar(loader=self._loader, variables=task_vars).template(value))
         super()._queue_task(host, task, task_vars, play_context)

@@ -10,6 +10,9 @@ import pathlib
 import subprocess
 import sys
 
+from ansible_collections.tidbops.cluster.plugins.action import k8s_rollout
+from ansible_collections.tidbops.cluster.plugins.plugin_utils import _in_process
+
 ROOT = pathlib.Path(__file__).resolve().parents[4]
 PLUGINS = ROOT / "plugins"
 
@@ -22,6 +25,9 @@ from ansible.plugins.loader import filter_loader, init_plugin_loader
 init_plugin_loader([sys.argv[1]])
 from ansible_collections.tidbops.cluster.plugins.strategy import linear
 Task = lambda action, args: types.SimpleNamespace(action=action, resolved_action=action, args=args)
+GATE = {"component": "pd", "kube_proxy": "{{ __tidbops_cluster.transport.kube_proxy | default(omit) }}"}
+def omitted(value):
+    raise ValueError("A template was resolved to an Omit scalar.")
 before = sorted(name for name in sys.modules if name.startswith(linear.PLUGINS_PACKAGE + '.filter.'))
 loaded = linear.preload_plugins()
 print(json.dumps({"before": before, "loaded": loaded, "again": linear.preload_plugins() == loaded,
@@ -32,8 +38,12 @@ print(json.dumps({"before": before, "loaded": loaded, "again": linear.preload_pl
                   "community_docker": any(name.startswith("ansible_collections.community.docker") for name in sys.modules),
                   "for_run_module": linear.import_for_worker(Task("tidbops.cluster.run_module",
                                                                   {"module": "community.docker.docker_container", "args": {}})),
-                  "for_k8s_rollout": linear.import_for_worker(Task("tidbops.cluster.k8s_rollout", {"name": "x"})),
+                  "for_gate_off_kubernetes": linear.import_for_worker(Task("tidbops.cluster.component_ready", GATE), omitted),
+                  "kubernetes_still": "kubernetes" in sys.modules,
+                  "for_gate_on_kubernetes": linear.import_for_worker(Task("tidbops.cluster.component_ready", GATE),
+                                                                     lambda value: {"namespace": "tidb"}),
                   "kubernetes_after": "kubernetes" in sys.modules,
+                  "for_k8s_rollout": linear.import_for_worker(Task("tidbops.cluster.k8s_rollout", {"name": "x"})),
                   "again_for_workers": linear.import_for_worker(Task("tidbops.cluster.k8s_rollout", {"name": "y"}))
                   + linear.import_for_worker(Task("tidbops.cluster.run_module", {"module": "community.docker.docker_container"})),
                   "for_other_tasks": linear.import_for_worker(Task("ansible.builtin.debug", {}))
@@ -64,5 +74,9 @@ def test_preload_imports_every_filter_and_action_plugin_of_the_collection_once()
     assert found["kubernetes"] is False and found["community_docker"] is False
     # Those are imported before the first worker of a task that uses them forks, once.
     assert found["for_run_module"] == ["ansible_collections.community.docker.plugins.modules.docker_container"]
-    assert found["for_k8s_rollout"][0] == "kubernetes.client" and found["kubernetes_after"] is True
+    # A gate's worker imports the Kubernetes client only when its kube_proxy templates to a dict.
+    assert found["for_gate_off_kubernetes"] == [] and found["kubernetes_still"] is False
+    assert found["for_gate_on_kubernetes"][0] == "kubernetes.client" and found["kubernetes_after"] is True
+    assert found["for_k8s_rollout"] == []  # the same names, imported already
+    assert k8s_rollout.ActionModule.worker_imports({"name": "x"}, None) == _in_process.KUBERNETES_IMPORTS
     assert found["again_for_workers"] == [] and found["for_other_tasks"] == []
