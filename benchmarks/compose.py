@@ -19,8 +19,9 @@ import yaml
 import graph
 import harness
 
-# As often as the gates poll at first (component_ready's interval, 0.2 s), so that neither side waits
-# longer to see a component ready; Docker accepts intervals down to 1 ms.
+# As often as the gates poll while a component boots (component_ready's interval, 0.2 s, for the first
+# fast_for = 10 s of a wait), so that neither side waits longer to see a component ready; Docker accepts
+# intervals down to 1 ms.
 HEALTH_INTERVAL = "200ms"
 
 
