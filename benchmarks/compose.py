@@ -127,10 +127,17 @@ class Compose:
     def down(self):
         self._run("down", "-v", "--remove-orphans", "-t", "5", check=False)
 
-    def containers(self):
-        out = subprocess.run(["docker", "ps", "-a", "--filter", f"label=com.docker.compose.project={self.project}",
-                              "--format", "{{.Names}}"], check=True, capture_output=True, text=True).stdout
+    def containers(self, service=None):
+        """Names of the project's containers, or of one service's."""
+        filters = ["--filter", f"label=com.docker.compose.project={self.project}"]
+        if service is not None:
+            filters += ["--filter", f"label=com.docker.compose.service={service}"]
+        out = subprocess.run(["docker", "ps", "-a", *filters, "--format", "{{.Names}}"], check=True, capture_output=True, text=True).stdout
         return out.split()
+
+    def containers_of(self, services):
+        """Names of the containers of these services (the peer names a service after its inventory host)."""
+        return [name for service in services for name in self.containers(service)]
 
     def up_and_wait(self, timeout=600):
         """Seconds from `up -d` until every long-running service is healthy and every one-shot exited 0.

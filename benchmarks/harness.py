@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 import yaml
@@ -402,6 +403,24 @@ def sim_marker(port):
     """The simulator's data marker served on an instance's HTTP port (GET /sim/marker)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/sim/marker", timeout=5) as response:
         return json.loads(response.read())
+
+
+def started_epoch(stamp):
+    """Docker's State.StartedAt (RFC 3339, nanoseconds) as epoch seconds; datetime takes microseconds."""
+    head, frac = (stamp.rstrip("Z").split(".") + [""])[:2]
+    return datetime.fromisoformat(f"{head}.{(frac + '000000')[:6]}+00:00").timestamp()
+
+
+def boot_seconds(containers):
+    """The simulator's own boot time of each container that logged "ready": seconds from the moment
+    Docker started its process to its last ready line, whoever started it and however often it is polled."""
+    boots = {}
+    for info in docker_inspect(containers):
+        name = info["Name"].lstrip("/")
+        lines = ready_lines(name)
+        if lines:
+            boots[name] = lines[-1]["wall"] - started_epoch(info["State"]["StartedAt"])
+    return boots
 
 
 def ready_lines(container):

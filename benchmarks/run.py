@@ -6,7 +6,10 @@
 
 For each topology (a private copy of inventories/<name>, ports shifted, own cluster name): cold
 converge, no-op re-run, readiness detection latency and the changefeed's request count, --reps times;
-then the same containers as a docker-compose file, --reps times. Writes benchmarks/results/latest.json,
+then the same containers as a docker-compose file, --reps times. Each cold converge and each compose
+run waits for a 1-minute load average below 1 first. The boot floor replaces each component's
+configured start delay with the boot time its containers showed (Docker's start to the simulator's
+ready line). Writes benchmarks/results/latest.json,
 latest.md and latest.png. Budgets are printed and written; with --strict a missed one makes the exit code 1.
 """
 
@@ -38,6 +41,8 @@ NOOP_LIMITS_S = {"local": 10, "local-ha": 12}
 BUDGETS = [
     ("converge_vs_floor", "converge <= floor + 10 s",
      lambda r: (r["converge_s"], r["floor_s"] + 10, r["converge_s"] <= r["floor_s"] + 10)),
+    ("converge_vs_boot_floor", "converge <= boot floor + 10 s (the simulator's measured boot times)",
+     lambda r: (r["converge_s"], r["boot_floor_s"] + 10, r["converge_s"] <= r["boot_floor_s"] + 10)),
     ("converge_vs_compose", "converge <= 1.1 x compose (healthchecks polled as often as the gates)",
      lambda r: (r["converge_s"], None if r["compose_s"] is None else 1.1 * r["compose_s"],
                 r["compose_s"] is not None and r["converge_s"] <= 1.1 * r["compose_s"])),
@@ -61,14 +66,22 @@ def log(message):
     print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
-def wait_for_quiet(seconds):
+QUIET_WAIT_S = 300  # main() sets it from --quiet-wait
+
+
+def wait_for_quiet(seconds=None):
     """Figures taken on a busy machine measure the machine: wait (one deadline) for the 1-minute load
-    average to fall below 1, and say so when it does not."""
+    average to fall below 1, and say so when it does not. Called before each cold converge and each
+    run of the compose peer, so that no figure is taken in the wake of the one before (a compose peer
+    of 14 containers leaves the load above 10). Returns the 1-minute load average it measures under."""
+    seconds = QUIET_WAIT_S if seconds is None else seconds
     deadline = time.monotonic() + seconds
     while os.getloadavg()[0] >= 1 and time.monotonic() < deadline:
         time.sleep(5)
-    if os.getloadavg()[0] >= 1:
-        log(f"load average still {os.getloadavg()[0]:.2f} after {seconds:.0f} s: the figures below are taken under load")
+    load = os.getloadavg()[0]
+    if load >= 1:
+        log(f"load average still {load:.2f} after {seconds:.0f} s: the next figure is taken under load")
+    return round(load, 2)
 
 
 def median(values):
@@ -173,6 +186,32 @@ def detection_latencies(cluster, run):
     return latencies
 
 
+def boot_times(containers_by_kind):
+    """kind -> seconds from Docker starting a container to the simulator's "ready" line, the slowest of the
+    kind's instances (they start together). Kinds with no ready line are left out."""
+    boots = {}
+    for kind, names in containers_by_kind.items():
+        seconds = harness.boot_seconds(names)
+        if seconds:
+            boots[kind] = max(seconds.values())
+    return boots
+
+
+def boot_floor(container_start_s, samples):
+    """(floor, path): the critical path with each kind's shortest boot seen (samples: [kind -> seconds])
+    in place of its configured start delay. A component's own start-up in its container (the simulator
+    is a Python process) comes on top of the delay, and a 3-member PD elects a leader, so the delay floor
+    is lower than any deployer can reach; this one is what the same containers really took."""
+    shortest = {}
+    for sample in samples:
+        for kind, seconds in sample.items():
+            shortest[kind] = min(seconds, shortest.get(kind, seconds))
+    if set(graph.START_DELAYS) - set(shortest):
+        return None, []
+    floor_s, path = graph.critical_path(container_start_s, delays=shortest)
+    return floor_s, path
+
+
 def changefeed_requests(run):
     counts = [e["request_count"] for e in run.tasks("ok") if "request_count" in e]
     return counts[-1] if counts else None
@@ -243,19 +282,23 @@ def compose_commands(cluster):
 
 
 def bench_compose(cluster, reps, workdir):
+    """(seconds, boot times, and the load average at the start, of each repetition)."""
     path = compose.generate(cluster, workdir, compose_commands(cluster))
     cluster.destroy()  # same ports: the peer runs alone
     peer = compose.Compose(path, f"{cluster.name}peer")
-    times = []
+    kinds = {kind for _host, kind, _vars in cluster.instances()}
+    times, boots, loads = [], [], []
     try:
         for rep in range(reps):
             peer.down()
+            loads.append(wait_for_quiet())
             seconds = peer.up_and_wait()
             log(f"{cluster.base} compose rep {rep + 1}: {seconds:.1f} s")
             times.append(seconds)
+            boots.append(boot_times({kind: peer.containers_of(host for host, k, _v in cluster.instances(kind)) for kind in kinds}))
     finally:
         peer.down()
-    return times
+    return times, boots, loads
 
 
 # ---------------------------------------------------------------- one topology
@@ -312,17 +355,19 @@ def bench_topology(base, reps, container_start_s, with_compose, upgrade=False):
     spare = rolling.SCALE_OUT if upgrade else None
     cluster = harness.Cluster(base, name=f"bench{base.replace('local', 'l').replace('-', '')}", spare=spare)
     extra = {"tidb_container_env": graph.container_env(), "tidb_gate_timeout": GATE_TIMEOUT}
-    samples = {"converge_s": [], "noop_s": [], "noop_changed": [], "changefeed_requests": [], "latencies": []}
+    samples = {"converge_s": [], "noop_s": [], "noop_changed": [], "changefeed_requests": [], "latencies": [], "boots": [], "load_before": []}
     phases, profile = [], None
     log(f"{base}: cluster {cluster.name}, ports +{cluster.offset}, work dir {cluster.workdir}")
     try:
         for rep in range(reps):
             cluster.destroy()
+            samples["load_before"].append(wait_for_quiet())
             cold = cluster.site(extra, profile=True)
             if cold.rc != 0:
                 raise RuntimeError(f"{base}: site.yml failed (rc {cold.rc}); see {cluster.workdir}:\n{cold.stdout[-3000:]}")
             noop = cluster.site(extra)
             latencies = detection_latencies(cluster, cold)
+            samples["boots"].append(boot_times({kind: cluster.containers_of(kind) for kind in graph.START_DELAYS}))
             log(f"{base} rep {rep + 1}: converge {cold.wall_s:.1f} s, no-op {noop.wall_s:.1f} s "
                 f"(changed {noop.changed}), latencies {json.dumps({k: round(v, 2) for k, v in latencies.items()})}")
             samples["converge_s"].append(cold.wall_s)
@@ -335,7 +380,8 @@ def bench_topology(base, reps, container_start_s, with_compose, upgrade=False):
         # The peer copies the containers of the cluster as the converge made them: before the upgrade
         # and the scale operations, whose PD members (joined, or in a five-member initial cluster)
         # cannot bootstrap a fresh peer.
-        compose_times = bench_compose(cluster, reps, cluster.workdir / "compose") if with_compose else []
+        compose_times, samples["peer_boots"], samples["peer_load_before"] = \
+            bench_compose(cluster, reps, cluster.workdir / "compose") if with_compose else ([], [], [])
         if upgrade:
             again = cluster.site(extra)  # the peer ran on the same ports, alone
             if again.rc != 0:
@@ -346,10 +392,15 @@ def bench_topology(base, reps, container_start_s, with_compose, upgrade=False):
         cluster.destroy()
     all_latencies = [v for rep in samples["latencies"] for v in rep.values()]
     floor_s, path = graph.critical_path(container_start_s)
+    boot_floor_s, boot_path = boot_floor(container_start_s, samples["boots"] + samples["peer_boots"])
     return {
         "converge_s": median(samples["converge_s"]),
         "floor_s": round(floor_s, 2),
         "floor_path": path,
+        "boot_floor_s": None if boot_floor_s is None else round(boot_floor_s, 2),
+        "boot_floor_path": boot_path,
+        "boot_s": {kind: min(sample[kind] for sample in samples["boots"] + samples["peer_boots"] if kind in sample)
+                   for kind in graph.START_DELAYS if any(kind in sample for sample in samples["boots"] + samples["peer_boots"])},
         "compose_s": median(compose_times),
         "noop_s": median(samples["noop_s"]),
         "noop_limit_s": NOOP_LIMITS_S.get(base, 10),
@@ -397,7 +448,8 @@ def write_markdown(results, path):
              f"median of {results['repetitions']} repetitions.", ""]
     topologies = [t for t in ("local", "local_ha") if t in results]
     lines += ["| Measure | " + " | ".join(topologies) + " |", "|---|" + "---|" * len(topologies)]
-    for key, label in [("converge_s", "cold converge (site.yml)"), ("floor_s", "floor (critical path)"),
+    for key, label in [("converge_s", "cold converge (site.yml)"), ("floor_s", "floor (critical path, configured start delays)"),
+                       ("boot_floor_s", "boot floor (critical path, measured boot times)"),
                        ("compose_s", "docker-compose peer"), ("noop_s", "no-op re-run"), ("noop_changed", "no-op changed tasks"),
                        ("detect_latency_median_s", "readiness detection, median"), ("detect_latency_p95_s", "readiness detection, p95"),
                        ("changefeed_idempotent_requests", "requests, idempotent changefeed run"),
@@ -437,6 +489,8 @@ def write_chart(results, path):
             ax.bar("site.yml", seconds, bottom=bottom, label=name)
             bottom += seconds
         ax.bar("floor", res["floor_s"], color="grey")
+        if res.get("boot_floor_s") is not None:
+            ax.bar("boot floor", res["boot_floor_s"], color="silver")
         if res["compose_s"] is not None:
             ax.bar("compose", res["compose_s"], color="black")
         ax.bar("no-op", res["noop_s"], color="tab:green")
@@ -457,12 +511,14 @@ def main(argv=None):
     parser.add_argument("--no-upgrade", action="store_true", help="skip the rolling upgrade of local-ha")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a budget is missed")
     parser.add_argument("--quiet-wait", type=float, default=300,
-                        help="seconds to wait for a 1-minute load average below 1 before measuring (default 300)")
+                        help="seconds to wait for a 1-minute load average below 1 before each cold converge and "
+                             "each compose run (default 300)")
     args = parser.parse_args(argv)
     if args.reps < 1:
         parser.error("--reps must be at least 1")
 
-    wait_for_quiet(args.quiet_wait)
+    global QUIET_WAIT_S  # pylint: disable=global-statement
+    QUIET_WAIT_S = args.quiet_wait
     results = {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "repetitions": args.reps,
                "machine": machine_info(), "start_delays_s": graph.START_DELAYS, "graph": graph.DEPENDS}
     if not args.no_compose:

@@ -6,8 +6,6 @@ instance restarted only after the previous one passed its gate starts at least 2
 cluster then shows that playbooks/tls.yml refuses to switch TLS with three PD members.
 """
 
-from datetime import datetime
-
 import pytest
 
 import harness  # pylint: disable=import-error  # benchmarks/, put on sys.path by conftest.py
@@ -19,13 +17,8 @@ TIKV_DELAY = 2.0
 
 def _started_at(cluster):
     """container name -> State.StartedAt as epoch seconds."""
-    started = {}
-    for info in harness.docker_inspect(harness.docker_names(cluster.name)):
-        stamp = info["State"]["StartedAt"]
-        # Docker gives nanoseconds; datetime takes microseconds.
-        head, frac = (stamp.rstrip("Z").split(".") + [""])[:2]
-        started[info["Name"].lstrip("/")] = datetime.fromisoformat(f"{head}.{(frac + '000000')[:6]}+00:00").timestamp()
-    return started
+    return {info["Name"].lstrip("/"): harness.started_epoch(info["State"]["StartedAt"])
+            for info in harness.docker_inspect(harness.docker_names(cluster.name))}
 
 
 EXTRA = {"tidb_gate_timeout": 120, "tidb_container_env": harness.sim_env("tikv", start_delay=TIKV_DELAY)}
