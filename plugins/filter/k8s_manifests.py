@@ -522,6 +522,31 @@ def k8s_object_line(obj):
     return "%s %s/%s" % (obj["kind"], obj.get("namespace") or "", obj["name"])
 
 
+# Deleted objects of these kinds are waited for until they are gone (delete.yml): a StatefulSet's pods
+# leave before its config goes, and the Namespace goes last.
+WAIT_FOR_DELETION = ("StatefulSet", "Namespace")
+
+
+def k8s_delete_batches(doomed):
+    """``doomed`` (entries of k8s_inventory, in delete order) as runs of kubernetes.core.k8s state=absent:
+    [{wait, definitions}], consecutive objects waited for alike in one run, each as the {apiVersion, kind,
+    metadata} a definition needs, in the same order. One module process per run instead of per object."""
+    if not isinstance(doomed, list):
+        raise AnsibleFilterError("k8s_delete_batches: the input must be a list of k8s_inventory entries")
+    batches = []
+    for obj in doomed:
+        wait = obj["kind"] in WAIT_FOR_DELETION
+        metadata = {"name": obj["name"]}
+        if obj.get("namespace"):
+            metadata["namespace"] = obj["namespace"]
+        definition = {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "metadata": metadata}
+        if batches and batches[-1]["wait"] == wait:
+            batches[-1]["definitions"].append(definition)
+        else:
+            batches.append({"wait": wait, "definitions": [definition]})
+    return batches
+
+
 def k8s_pod_replacement(statefulset, pods, pod):
     """How to replace or restart one pod of a StatefulSet, from the StatefulSet and its pods as the API
     server returns them (module_utils/_k8s_rollout.pod_replacement)."""
@@ -539,4 +564,4 @@ class FilterModule:
 
     def filters(self):
         return {"k8s_manifests": k8s_manifests, "k8s_namespace": k8s_namespace, "k8s_inventory": k8s_inventory, "k8s_rbac": k8s_rbac,
-                "k8s_object_line": k8s_object_line, "k8s_pod_replacement": k8s_pod_replacement}
+                "k8s_object_line": k8s_object_line, "k8s_pod_replacement": k8s_pod_replacement, "k8s_delete_batches": k8s_delete_batches}

@@ -313,6 +313,27 @@ def test_destroy_list_keeps_data_unless_asked(cluster):
                                                   "data-tidb-tikv-1", "data-tidb-tikv-2"}
 
 
+def test_delete_runs_keep_the_order_and_wait_only_for_statefulsets_and_the_namespace(cluster):
+    doomed = km.k8s_inventory(*cluster, destroy_data=True)
+    runs = km.k8s_delete_batches(doomed)
+    definitions = [definition for run in runs for definition in run["definitions"]]
+    # Every object once, in the delete order, as the definition kubernetes.core.k8s deletes.
+    assert [(d["apiVersion"], d["kind"], d["metadata"].get("namespace", ""), d["metadata"]["name"]) for d in definitions] == \
+        [(o["apiVersion"], o["kind"], o["namespace"], o["name"]) for o in doomed]
+    assert definitions[-1] == {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "tidb-test"}}
+    for run in runs:
+        assert {d["kind"] in km.WAIT_FOR_DELETION for d in run["definitions"]} == {run["wait"]}
+    # Runs are as long as they can be: the next run is waited for otherwise.
+    assert all(first["wait"] != second["wait"] for first, second in zip(runs, runs[1:]))
+    # The claims go together, unwaited, after the last StatefulSet.
+    claims = [run for run in runs if any(d["kind"] == "PersistentVolumeClaim" for d in run["definitions"])]
+    assert len(claims) == 1 and not claims[0]["wait"]
+    assert len(runs) < len(doomed) / 2
+    assert km.k8s_delete_batches([]) == []
+    with pytest.raises(km.AnsibleFilterError, match="k8s_delete_batches: the input must be a list"):
+        km.k8s_delete_batches({"kind": "Secret"})
+
+
 def test_every_kind_has_a_render_file_prefix():
     """Render mode names each kind's file by a prefix of roles/_kubernetes (sorting gives the apply order)."""
     import yaml  # pylint: disable=import-outside-toplevel
