@@ -69,12 +69,12 @@ def log(message):
 QUIET_WAIT_S = 300  # main() sets it from --quiet-wait
 
 
-def wait_for_quiet(seconds=None):
+def wait_for_quiet():
     """Figures taken on a busy machine measure the machine: wait (one deadline) for the 1-minute load
     average to fall below 1, and say so when it does not. Called before each cold converge and each
     run of the compose peer, so that no figure is taken in the wake of the one before (a compose peer
     of 14 containers leaves the load above 10). Returns the 1-minute load average it measures under."""
-    seconds = QUIET_WAIT_S if seconds is None else seconds
+    seconds = QUIET_WAIT_S
     deadline = time.monotonic() + seconds
     while os.getloadavg()[0] >= 1 and time.monotonic() < deadline:
         time.sleep(5)
@@ -197,15 +197,21 @@ def boot_times(containers_by_kind):
     return boots
 
 
+def shortest_boots(samples):
+    """kind -> the shortest boot seen in samples ([kind -> seconds])."""
+    shortest = {}
+    for sample in samples:
+        for kind, seconds in sample.items():
+            shortest[kind] = min(seconds, shortest.get(kind, seconds))
+    return shortest
+
+
 def boot_floor(container_start_s, samples):
     """(floor, path): the critical path with each kind's shortest boot seen (samples: [kind -> seconds])
     in place of its configured start delay. A component's own start-up in its container (the simulator
     is a Python process) comes on top of the delay, and a 3-member PD elects a leader, so the delay floor
     is lower than any deployer can reach; this one is what the same containers really took."""
-    shortest = {}
-    for sample in samples:
-        for kind, seconds in sample.items():
-            shortest[kind] = min(seconds, shortest.get(kind, seconds))
+    shortest = shortest_boots(samples)
     if set(graph.START_DELAYS) - set(shortest):
         return None, []
     floor_s, path = graph.critical_path(container_start_s, delays=shortest)
@@ -399,8 +405,7 @@ def bench_topology(base, reps, container_start_s, with_compose, upgrade=False):
         "floor_path": path,
         "boot_floor_s": None if boot_floor_s is None else round(boot_floor_s, 2),
         "boot_floor_path": boot_path,
-        "boot_s": {kind: min(sample[kind] for sample in samples["boots"] + samples["peer_boots"] if kind in sample)
-                   for kind in graph.START_DELAYS if any(kind in sample for sample in samples["boots"] + samples["peer_boots"])},
+        "boot_s": shortest_boots(samples["boots"] + samples["peer_boots"]),
         "compose_s": median(compose_times),
         "noop_s": median(samples["noop_s"]),
         "noop_limit_s": NOOP_LIMITS_S.get(base, 10),
